@@ -1,0 +1,110 @@
+#include "cli.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+int cli_error(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "anx %s: ", cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return ANX_EXIT_USAGE;
+}
+
+double cli_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void print_usage(const char *usage, const cli_flag *flags, int nflags)
+{
+    printf("usage: %s\n\n", usage);
+    for (int i = 0; i < nflags; i++) {
+        const char *arg = flags[i].kind == CLI_BOOL     ? ""
+                          : flags[i].kind == CLI_STRING ? " VALUE"
+                          : flags[i].kind == CLI_FLOAT  ? " X"
+                                                        : " N";
+        char left[64];
+        snprintf(left, sizeof left, "%s%s", flags[i].name, arg);
+        printf("  %-22s %s\n", left, flags[i].help ? flags[i].help : "");
+    }
+    printf("  %-22s %s\n", "--help", "show this help");
+}
+
+static int set_value(const char *cmd, const cli_flag *f, const char *v)
+{
+    char *end = NULL;
+    errno = 0;
+    switch (f->kind) {
+    case CLI_INT:
+    case CLI_I64: {
+        long long x = strtoll(v, &end, 10);
+        if (errno || end == v || *end)
+            return cli_error(cmd, "%s expects an integer, got '%s'", f->name, v);
+        if (f->min <= f->max && (x < f->min || x > f->max))
+            return cli_error(cmd, "%s must be in %ld..%ld, got %lld", f->name, f->min, f->max, x);
+        if (f->kind == CLI_INT)
+            *(int *)f->out = (int)x;
+        else
+            *(int64_t *)f->out = (int64_t)x;
+        return 0;
+    }
+    case CLI_FLOAT: {
+        float x = strtof(v, &end);
+        if (errno || end == v || *end || !isfinite(x))
+            return cli_error(cmd, "%s expects a finite number, got '%s'", f->name, v);
+        *(float *)f->out = x;
+        return 0;
+    }
+    case CLI_STRING:
+        if (!*v) return cli_error(cmd, "%s expects a non-empty value", f->name);
+        *(const char **)f->out = v;
+        return 0;
+    default:
+        return cli_error(cmd, "%s takes no value", f->name);
+    }
+}
+
+int cli_parse(const char *cmd, const char *usage, int argc, char **argv, const cli_flag *flags,
+              int nflags, const char **positional, int max_positional, int *npositional)
+{
+    int npos = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            print_usage(usage, flags, nflags);
+            return 1;
+        }
+        if (strncmp(a, "--", 2) != 0 || a[2] == '\0') {
+            if (npos >= max_positional) return cli_error(cmd, "unexpected argument '%s'", a);
+            positional[npos++] = a;
+            continue;
+        }
+        const char *eq = strchr(a, '=');
+        size_t len = eq ? (size_t)(eq - a) : strlen(a);
+        const cli_flag *f = NULL;
+        for (int k = 0; k < nflags; k++)
+            if (strlen(flags[k].name) == len && strncmp(flags[k].name, a, len) == 0) f = &flags[k];
+        if (!f) return cli_error(cmd, "unknown flag '%.*s' (see anx %s --help)", (int)len, a, cmd);
+        if (f->kind == CLI_BOOL) {
+            if (eq) return cli_error(cmd, "%s takes no value", f->name);
+            *(int *)f->out = 1;
+            continue;
+        }
+        const char *v = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
+        if (!v) return cli_error(cmd, "%s needs a value", f->name);
+        if (set_value(cmd, f, v)) return ANX_EXIT_USAGE;
+    }
+    if (npositional) *npositional = npos;
+    return 0;
+}

@@ -1,0 +1,34 @@
+/* The registry of backends compiled into this build. */
+#include <string.h>
+
+#include "anx/backend.h"
+
+const anx_backend *const *anx_backends(void)
+{
+    static const anx_backend *const list[] = {
+        &anx_backend_ref,
+#ifdef ANX_HAVE_AVX2
+        &anx_backend_avx2,
+#endif
+#ifdef ANX_HAVE_ONEDNN
+        &anx_backend_onednn,
+#endif
+        NULL,
+    };
+    return list;
+}
+
+const anx_backend *anx_backend_find(const char *name)
+{
+    for (const anx_backend *const *b = anx_backends(); *b; b++)
+        if (strcmp((*b)->name, name) == 0) return *b;
+    return NULL;
+}
+
+const char *anx_backend_declines(const anx_backend *be, const anx_layer_desc *l, anx_dir dir)
+{
+    const char *why = be->unavailable ? be->unavailable() : NULL;
+    if (why) return why;
+    if (!be->exec[l->op][dir]) return "not implemented by this backend";
+    return be->supports ? be->supports(l, dir) : NULL;
+}

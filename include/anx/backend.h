@@ -1,0 +1,80 @@
+/* anx/backend.h — the backend interface: a plain table of function pointers (the ggml /
+ * oneDNN pattern).  Optional slots are NULL; supports() declines with a reason.
+ *
+ * Memory is always allocated by the caller (the step driver, a test or a benchmark) with the
+ * sizes the backend asks for in tensor_floats(); the backend owns the layout of what is in it.
+ * Plain PyTorch layout (NCHW activations, OIHW / [out,in] weights) is only seen at the edges,
+ * through tensor_import / tensor_export.  Layout contract: for consecutive layers a and b of
+ * one model, b's SRC layout is a's DST layout, so activations flow without conversions.
+ */
+#ifndef ANX_BACKEND_H
+#define ANX_BACKEND_H
+
+#include "anx/layer.h"
+
+/* Buffers of one call.  Who reads and who writes, by direction:
+ *  fwd:         reads src, weights, bias, mask (Dropout); writes dst (loss: writes *loss)
+ *  bwd_data:    reads diff_dst, src, dst, weights, mask; writes diff_src
+ *               (loss: reads src = logits and target, writes diff_src = dLoss/dlogits)
+ *  bwd_weights: reads src, diff_dst; writes diff_weights, diff_bias (overwrites, no accumulation)
+ */
+typedef struct anx_args {
+    float *src;             /* [n, ic, ih, iw]  SRC layout */
+    float *dst;             /* [n, oc, oh, ow]  DST layout */
+    float *weights;         /* [oc, ic, kh, kw] WEIGHTS layout */
+    float *bias;            /* [oc]             BIAS layout */
+    float *diff_src;        /* like src */
+    float *diff_dst;        /* like dst */
+    float *diff_weights;    /* like weights */
+    float *diff_bias;       /* like bias */
+    const float *mask;      /* Dropout: [n, oc] in DST layout, elements 0 or 1/(1-p) */
+    const int64_t *target;  /* loss: [n] class indices in 0..oc_logits-1 */
+    float *loss;            /* loss fwd: the scalar mean cross-entropy */
+} anx_args;
+
+typedef struct anx_adam_hparams {
+    float lr, beta1, beta2, eps;
+    int64_t step; /* t, 1-based, after incrementing for this update */
+} anx_adam_hparams;
+
+typedef void (*anx_exec_fn)(void *ctx, const anx_layer_desc *l, const anx_args *a);
+
+typedef struct anx_backend {
+    const char *name; /* "ref", "avx2", "onednn": the name on the command line and in every log line */
+    /* NULL when this backend can run on this machine, else why not ("CPU lacks AVX2 and FMA"). */
+    const char *(*unavailable)(void);
+    /* NULL when (layer, dir) is done by this backend, else the reason it declines.  Optional:
+       when NULL the exec table decides (a NULL slot declines with "not implemented"). */
+    const char *(*supports)(const anx_layer_desc *l, anx_dir dir);
+    /* Per-layer state for one layer at one batch (primitives, workspaces); may return NULL
+       when the backend keeps none.  threads: how many threads its kernels may use. Optional. */
+    void *(*layer_create)(const anx_layer_desc *l, int threads);
+    void (*layer_destroy)(void *ctx);
+    /* Implementation name of (layer, dir) for logs, e.g. "anx_f32_conv2d_fwd__avx2_8x8" or
+       oneDNN's "jit:avx512_core".  Optional. */
+    const char *(*impl_name)(void *ctx, const anx_layer_desc *l, anx_dir dir);
+    /* Floats needed by one tensor of this layer in this backend's layout (>= plain count).
+       Padding elements must be imported as 0 and kept 0 by every exec (Adam runs over them). */
+    size_t (*tensor_floats)(const anx_layer_desc *l, anx_slot slot);
+    void (*tensor_import)(const anx_layer_desc *l, anx_slot slot, float *dst, const float *plain);
+    void (*tensor_export)(const anx_layer_desc *l, anx_slot slot, float *plain, const float *src);
+    /* exec[op][dir]: NULL when not done. */
+    anx_exec_fn exec[ANX_OP_COUNT][ANX_DIR_COUNT];
+    /* One pass of PyTorch-1.13 Adam over n parameters, in place; layout-agnostic. */
+    void (*adam)(float *param, const float *grad, float *exp_avg, float *exp_avg_sq, size_t n,
+                 const anx_adam_hparams *hp, int threads);
+} anx_backend;
+
+/* The backends compiled into this build, ref first; NULL-terminated. */
+const anx_backend *const *anx_backends(void);
+/* By name, or NULL (not compiled in). */
+const anx_backend *anx_backend_find(const char *name);
+/* NULL when be can do (l, dir) here, else the reason (unavailable(), supports(), or a NULL slot). */
+const char *anx_backend_declines(const anx_backend *be, const anx_layer_desc *l, anx_dir dir);
+
+/* Backends defined in ref/, fast/avx2/, fast/onednn/. */
+extern const anx_backend anx_backend_ref;
+extern const anx_backend anx_backend_avx2;
+extern const anx_backend anx_backend_onednn;
+
+#endif

@@ -1,0 +1,63 @@
+/* anx/net.h — the step driver: Alexnet on one backend, one batch size.
+ *
+ * One allocation holds parameters, gradients and both Adam moments, each a contiguous region
+ * in the backend's layout (views per parameter into it), so Adam is one pass over 4 arrays.
+ * Activations and their gradients stay in the backend's layout between layers; plain NCHW is
+ * only seen through the set_/get_ functions.
+ */
+#ifndef ANX_NET_H
+#define ANX_NET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "anx/backend.h"
+#include "anx/model.h"
+
+typedef struct anx_net anx_net;
+
+typedef enum anx_state { ANX_PARAM, ANX_GRAD, ANX_EXP_AVG, ANX_EXP_AVG_SQ, ANX_STATE_COUNT } anx_state;
+
+/* NULL with a one-line reason in err when the config is refused, the backend is unavailable
+ * or declines a layer, or memory runs out. */
+anx_net *anx_net_create(const anx_backend *be, const anx_model_config *cfg, int threads, char *err,
+                        size_t errlen);
+void anx_net_destroy(anx_net *net);
+const anx_model *anx_net_model(const anx_net *net);
+const anx_backend *anx_net_backend(const anx_net *net);
+
+/* PyTorch-default init from the RNG (anx/rng.h), Adam state zeroed, step counter 0. */
+void anx_net_init_params(anx_net *net, uint64_t seed);
+/* Plain (PyTorch-layout) access to parameter p (index into anx_model.params). */
+void anx_net_set_state(anx_net *net, anx_state s, int p, const float *plain);
+void anx_net_get_state(const anx_net *net, anx_state s, int p, float *plain);
+int64_t anx_net_step_count(const anx_net *net); /* Adam's t: number of updates done */
+void anx_net_set_step_count(anx_net *net, int64_t t);
+
+/* The batch: input [n, in_dim, hw, hw] NCHW and targets [n]. */
+void anx_net_set_input(anx_net *net, const float *input, const int64_t *target);
+/* Dropout masks [n, 4096] plain for Dropout-16 and Dropout-19, used for every following step;
+ * NULL, NULL goes back to drawing them from the seed: key(seed, "Dropout-16", step) where step
+ * is the 1-based number of the update the forward pass belongs to. */
+void anx_net_set_masks(anx_net *net, const float *mask16, const float *mask19);
+void anx_net_set_dropout_seed(anx_net *net, uint64_t seed);
+
+/* forward (train: dropout on; eval: identity) and the loss; returns the mean loss. */
+float anx_net_forward(anx_net *net, int train);
+/* backward from the loss of the last forward: every grad_out and parameter gradient. */
+void anx_net_backward(anx_net *net);
+/* one Adam update (t += 1) with betas 0.9/0.999, eps 1e-8 */
+void anx_net_adam(anx_net *net, float lr);
+/* forward(train) + backward + adam; returns the loss */
+float anx_net_train_step(anx_net *net, float lr);
+
+/* Plain NCHW copies of a layer's forward output (grad = 0) or dLoss/d output (grad = 1). */
+void anx_net_get_activation(const anx_net *net, int layer, int grad, float *plain);
+/* The dropout mask in use for layer (a Dropout layer index), plain [n, 4096]. */
+void anx_net_get_mask(const anx_net *net, int layer, float *plain);
+
+/* Seconds spent in (layer, dir) during the last forward/backward; loss is layer ANX_NUM_LAYERS. */
+double anx_net_layer_seconds(const anx_net *net, int layer, anx_dir dir);
+double anx_net_adam_seconds(const anx_net *net);
+
+#endif
