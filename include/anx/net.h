@@ -34,8 +34,9 @@ void anx_net_get_state(const anx_net *net, anx_state s, int p, float *plain);
 int64_t anx_net_step_count(const anx_net *net); /* Adam's t: number of updates done */
 void anx_net_set_step_count(anx_net *net, int64_t t);
 
-/* The batch: input [n, in_dim, hw, hw] NCHW and targets [n]. */
-void anx_net_set_input(anx_net *net, const float *input, const int64_t *target);
+/* The batch: input [n, in_dim, hw, hw] NCHW and targets [n].  Returns 0, or -1 when a target is
+ * outside 0..n_class-1 (nothing is changed then). */
+int anx_net_set_input(anx_net *net, const float *input, const int64_t *target);
 /* Dropout masks [n, 4096] plain for Dropout-16 and Dropout-19, used for every following step;
  * NULL, NULL goes back to drawing them from the seed: key(seed, "Dropout-16", step) where step
  * is the 1-based number of the update the forward pass belongs to. */
@@ -59,5 +60,9 @@ void anx_net_get_mask(const anx_net *net, int layer, float *plain);
 /* Seconds spent in (layer, dir) during the last forward/backward; loss is layer ANX_NUM_LAYERS. */
 double anx_net_layer_seconds(const anx_net *net, int layer, anx_dir dir);
 double anx_net_adam_seconds(const anx_net *net);
+
+/* The first layer (0-based, torchsummary order; ANX_NUM_LAYERS = the loss) whose forward output
+ * holds a NaN or Inf after the last forward, or -1 when all are finite.  Costs one export per layer. */
+int anx_net_first_nonfinite(const anx_net *net);
 
 #endif
