@@ -87,7 +87,7 @@ static int build_layer(anx_layer_desc *l, const layer_row *row, int idx, const a
     case ANX_OP_LINEAR:
         if (idx == 13 && (l->ic != FLAT_C || l->ih != FLAT_HW || l->iw != FLAT_HW)) {
             snprintf(err, errlen,
-                     "%s needs %dx%dx%d (9216 features) from MaxPool2d-13, got %dx%dx%d for input size %d (227..230 fit)",
+                     "%s needs %dx%dx%d (9216 features) from MaxPool2d-13, got %dx%dx%d for input size %d (227..258 fit)",
                      l->name, FLAT_C, FLAT_HW, FLAT_HW, l->ic, l->ih, l->iw, cfg->input_hw);
             return -1;
         }

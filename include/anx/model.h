@@ -14,7 +14,7 @@ typedef struct anx_model_config {
     int in_dim;   /* input channels (3 RGB, 1 grayscale) */
     int n_class;  /* classes */
     int batch;
-    int input_hw; /* input height = width; 227..230 reach 256x6x6 */
+    int input_hw; /* input height = width; 227..258 reach 256x6x6 */
 } anx_model_config;
 
 typedef struct anx_param_info {

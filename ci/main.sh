@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The main job: installs what is missing, builds, verifies every backend against the golden
+# data (exit 1 on any FAILED), then prints a per-layer benchmark table (quick run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash ci/install.sh
+cmake --preset release >/dev/null
+cmake --build --preset release
+./build/release/anx verify --backend all --json build/release/verify.json
+if [ -x build/release/anx-bench ] && [ -f bench/report.py ]; then
+  python3 bench/report.py --build build/release --out build/release/bench-report --quick
+else
+  echo "main: anx-bench not built (libbenchmark-dev missing?): no benchmark table"
+fi
