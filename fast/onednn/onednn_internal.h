@@ -1,0 +1,139 @@
+/* onednn_internal.h — shared pieces of the oneDNN backend (internal to fast/onednn and its tests).
+ *
+ * Layouts.  The layout of a tensor is a pure function of (descriptor, slot), because
+ * tensor_floats / import / export see nothing else:
+ *   activations [n,c,h,w]  h = w = 1: plain nc (what inner product and the loss use);
+ *                          c < B:     plain nchw (the input of Conv2d-1: oneDNN's first-conv path);
+ *                          otherwise: the blocked nChw{B}c that oneDNN's convolution picks here
+ *                                     (B = 8 on AVX2, 16 on AVX-512; probed once, see blocked_tag).
+ *   weights                what the forward primitive picks with format_any (OIhw8i8o for an AVX2
+ *                          conv, io / blocked for inner product), queried from its primitive descriptor.
+ *   bias                   plain x [oc].
+ * Consecutive conv, relu and pool layers therefore agree on nChw{B}c without asking each other.
+ *
+ * Reorders are counted by kind, so a test can show what a steady-state step converts.
+ */
+#ifndef ANX_ONEDNN_INTERNAL_H
+#define ANX_ONEDNN_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <dnnl.h>
+
+#include "anx/backend.h"
+
+/* Aborts with one line naming the call on any oneDNN failure: every call here is made with
+ * descriptors this backend built itself, so a failure is a bug (or out of memory), not bad input. */
+#define ONEDNN_CHECK(call) anx_onednn_check((call), #call, __FILE__, __LINE__)
+void anx_onednn_check(dnnl_status_t st, const char *what, const char *file, int line);
+
+dnnl_engine_t anx_onednn_engine(void);
+dnnl_stream_t anx_onednn_stream(void);
+
+/* The layout of (l, slot) (see above) and the plain PyTorch layout of the same tensor. */
+void anx_onednn_md(dnnl_memory_desc_t *md, const anx_layer_desc *l, anx_slot slot);
+void anx_onednn_plain_md(dnnl_memory_desc_t *md, const anx_layer_desc *l, anx_slot slot);
+/* An activation [n,c,h,w] in the layout rule above. */
+void anx_onednn_act_md(dnnl_memory_desc_t *md, int n, int c, int h, int w);
+/* The blocked activation tag probed from the convolution (dnnl_nChw8c or dnnl_nChw16c). */
+dnnl_format_tag_t anx_onednn_blocked_tag(void);
+
+/* Weight layouts of the forward primitives (conv2d.c, linear.c). */
+void anx_onednn_conv2d_weights_md(dnnl_memory_desc_t *md, const anx_layer_desc *l);
+void anx_onednn_linear_weights_md(dnnl_memory_desc_t *md, const anx_layer_desc *l);
+
+/* Reorder counting.  IMPORT / EXPORT: plain <-> backend layout at the edges (a copy when the two
+ * are the same memory layout is not a reorder).  EXEC_WEIGHTS: inside exec, a primitive that
+ * needs the weights in another format than the forward one (conv bwd_data on AVX2 / AVX-512).
+ * EXEC_OTHER: any other reorder inside exec (activations, gradients) — none are expected. */
+typedef enum anx_onednn_reorder_kind {
+    ANX_ONEDNN_REORDER_IMPORT,
+    ANX_ONEDNN_REORDER_EXPORT,
+    ANX_ONEDNN_REORDER_EXEC_WEIGHTS,
+    ANX_ONEDNN_REORDER_EXEC_OTHER,
+    ANX_ONEDNN_REORDER_KIND_COUNT
+} anx_onednn_reorder_kind;
+uint64_t anx_onednn_reorder_count(anx_onednn_reorder_kind kind);
+void anx_onednn_reorder_counted(anx_onednn_reorder_kind kind);
+
+/* One primitive with its memory objects.  Memory objects are created once with no buffer and
+ * pointed at the caller's floats on every exec (dnnl_memory_set_data_handle); the scratchpad
+ * (user mode) and any owned buffer (pooling workspace, reordered weights) live here. */
+#define ONEDNN_MAX_ARGS 8
+typedef struct onednn_prim {
+    dnnl_primitive_desc_t pd;
+    dnnl_primitive_t prim;
+    int nargs;
+    dnnl_exec_arg_t args[ONEDNN_MAX_ARGS];
+    int user[ONEDNN_MAX_ARGS]; /* 1: the handle is set per exec from the caller's pointers */
+    void *owned[ONEDNN_MAX_ARGS];
+    char impl[64];
+} onednn_prim;
+
+/* Creates pd and primitive for op_desc with a user-mode scratchpad (hint: the forward pd of a
+ * backward primitive, or NULL).  Returns 0, or -1 when oneDNN has no implementation. */
+int onednn_prim_init(onednn_prim *p, const void *op_desc, const_dnnl_primitive_desc_t hint);
+/* Reorder src_md -> dst_md as a primitive (for EXEC_* reorders kept in a layer ctx). */
+int onednn_prim_init_reorder(onednn_prim *p, const dnnl_memory_desc_t *src_md, const dnnl_memory_desc_t *dst_md);
+/* Adds an argument whose buffer the caller passes to onednn_prim_exec, in the order added. */
+void onednn_prim_arg(onednn_prim *p, int arg, const dnnl_memory_desc_t *md);
+/* Adds an argument whose buffer the prim owns (workspace); returns that buffer. */
+void *onednn_prim_arg_owned(onednn_prim *p, int arg, const dnnl_memory_desc_t *md);
+/* The md of the primitive for a query (dnnl_query_weights_md, ...). */
+const dnnl_memory_desc_t *onednn_prim_md(const onednn_prim *p, dnnl_query_t what);
+/* Points the user arguments at bufs (in onednn_prim_arg order) and executes on threads threads. */
+void onednn_prim_exec(onednn_prim *p, void *const *bufs, int threads);
+void onednn_prim_destroy(onednn_prim *p);
+
+/* Runs a one-off reorder plain <-> layout (import / export), counted under kind. */
+void anx_onednn_reorder_once(const dnnl_memory_desc_t *src_md, const void *src, const dnnl_memory_desc_t *dst_md,
+                             void *dst, anx_onednn_reorder_kind kind);
+
+/* Per-layer contexts: one create / destroy / impl_name per layer file. */
+void *anx_onednn_conv2d_create(const anx_layer_desc *l, int threads);
+void *anx_onednn_relu_create(const anx_layer_desc *l, int threads);
+void *anx_onednn_maxpool_create(const anx_layer_desc *l, int threads);
+void *anx_onednn_linear_create(const anx_layer_desc *l, int threads);
+void anx_onednn_conv2d_destroy(void *ctx);
+void anx_onednn_relu_destroy(void *ctx);
+void anx_onednn_maxpool_destroy(void *ctx);
+void anx_onednn_linear_destroy(void *ctx);
+const char *anx_onednn_conv2d_impl(void *ctx, anx_dir dir);
+const char *anx_onednn_relu_impl(void *ctx, anx_dir dir);
+const char *anx_onednn_maxpool_impl(void *ctx, anx_dir dir);
+const char *anx_onednn_linear_impl(void *ctx, anx_dir dir);
+
+/* Every ctx starts with this header so the backend can dispatch destroy / impl_name. */
+typedef struct onednn_ctx_head {
+    anx_op op;
+    int threads;
+} onednn_ctx_head;
+
+/* A ctx for the ops written here (dropout, loss): only the thread count. */
+typedef struct onednn_plain_ctx {
+    onednn_ctx_head head;
+} onednn_plain_ctx;
+
+/* The exec functions of the table. */
+void anx_onednn_conv2d_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a);
+void anx_onednn_conv2d_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a);
+void anx_onednn_conv2d_bwd_weights(void *ctx, const anx_layer_desc *l, const anx_args *a);
+void anx_onednn_relu_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a);
+void anx_onednn_relu_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a);
+void anx_onednn_maxpool_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a);
+void anx_onednn_maxpool_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a);
+void anx_onednn_linear_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a);
+void anx_onednn_linear_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a);
+void anx_onednn_linear_bwd_weights(void *ctx, const anx_layer_desc *l, const anx_args *a);
+void anx_onednn_dropout_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a);
+void anx_onednn_dropout_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a);
+void anx_onednn_loss_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a);
+void anx_onednn_loss_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a);
+void anx_onednn_adam(float *param, const float *grad, float *exp_avg, float *exp_avg_sq, size_t n,
+                     const anx_adam_hparams *hp, int threads);
+
+/* Threads of a ctx (1 when ctx is NULL, e.g. a caller without layer_create). */
+int anx_onednn_ctx_threads(const void *ctx);
+
+#endif
