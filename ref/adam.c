@@ -2,7 +2,7 @@
  * CPU tensor (no weight decay, no amsgrad, not maximize):
  *
  *   exp_avg.mul_(beta1).add_(grad, alpha=1 - beta1)            mul; add = vec::fmadd (one rounding)
- *   exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1-beta2)  mul; self + (value * g) * g
+ *   exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1-beta2)  mul; fma(value * g, g, self)
  *   bias_correction1 = 1 - beta1 ** step                        Python floats: double
  *   bias_correction2 = 1 - beta2 ** step
  *   step_size = lr / bias_correction1
@@ -10,7 +10,10 @@
  *   param.addcdiv_(exp_avg, denom, value=-step_size)            self + (value * m) / denom
  *
  * Scalars reach the float32 kernels cast to float (Scalar::to<float>); every tensor op rounds
- * to float32 in the order above.  Element-wise, so any thread count gives the same bits.
+ * to float32 in the order above.  The two fused multiply-adds are what Debian's torch 1.13 does on
+ * an AVX2 CPU (add_'s vec::fmadd; addcmul's "self + scalar * t1 * t2", which its compiler contracts):
+ * checked bit for bit against torch.optim.Adam over 5 steps of 100003 elements, all equal.
+ * Element-wise, so any thread count gives the same bits.
  */
 #include <math.h>
 
@@ -36,7 +39,7 @@ void anx_f32_adam__ref(float *param, const float *grad, float *exp_avg, float *e
         float m = exp_avg[i] * b1;
         m = fmaf(g, one_minus_b1, m);
         float v = exp_avg_sq[i] * b2;
-        v = v + (one_minus_b2 * g) * g;
+        v = fmaf(one_minus_b2 * g, g, v);
         float denom = sqrtf(v) / bc2_sqrt + eps_f;
         param[i] = param[i] + (neg_step_size * m) / denom;
         exp_avg[i] = m;
