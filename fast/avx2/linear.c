@@ -1,0 +1,227 @@
+/* Linear forward, backward-data and backward-weights: cache-blocked SGEMM microkernels that read
+ * both operands in place (no packing copy: every operand is already contiguous along the vector
+ * dimension of its kernel, see below), so the 151 MB of fc6 weights are streamed once per call.
+ *
+ *  src [n, k] (one sample contiguous, k in the src activation's order), w [oc, k], dst [n, oc].
+ *  fwd          dst[n,o] = b[o] + sum_k src[n,k] w[o,k]: 4 samples x 3 outputs of 8-lane dot
+ *               products over a k block (12 accumulators, 7 loads per 12 FMA); the k blocks are
+ *               added in ascending order, each as a fixed 8-lane horizontal sum.
+ *  bwd_data     diff_src[n,k] = sum_o diff_dst[n,o] w[o,k]: 6 samples x 16 k, o ascending.
+ *  bwd_weights  diff_w[o,k] = sum_n diff_dst[n,o] src[n,k]: 6 outputs x 16 k, n ascending.
+ * Threads own disjoint outputs (fwd: o tiles; bwd_data: k tiles; bwd_weights: o tiles).
+ */
+#include <string.h>
+
+#include "fast/avx2/avx2.h"
+
+enum { KC = 1024, OB = 512 }; /* k block of fwd / bwd_weights, o block of bwd_data */
+
+/* Lane mask for the first m (0..8) lanes. */
+static inline __m256i lane_mask(int m)
+{
+    const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(m), idx);
+}
+
+/* ---- forward ---------------------------------------------------------------------------- */
+
+/* dst[i][j] (row stride ldd) += hsum over k < kc of x[i][k] * w[j][k]; rows ldx / ldw apart. */
+AX_INLINE void linear_fwd_tile(const int nn, const int no, float *dst, size_t ldd, const float *x,
+                               size_t ldx, const float *w, size_t ldw, int kc)
+{
+    __m256 acc[4][3];
+    for (int i = 0; i < nn; i++)
+        for (int j = 0; j < no; j++) acc[i][j] = _mm256_setzero_ps();
+    int k = 0;
+    for (; k + 8 <= kc; k += 8) {
+        __m256 wv[3];
+        for (int j = 0; j < no; j++) wv[j] = _mm256_loadu_ps(w + j * ldw + k);
+        for (int i = 0; i < nn; i++) {
+            const __m256 xv = _mm256_loadu_ps(x + i * ldx + k);
+            for (int j = 0; j < no; j++) acc[i][j] = _mm256_fmadd_ps(xv, wv[j], acc[i][j]);
+        }
+    }
+    if (k < kc) {
+        const __m256i m = lane_mask(kc - k);
+        __m256 wv[3];
+        for (int j = 0; j < no; j++) wv[j] = _mm256_maskload_ps(w + j * ldw + k, m);
+        for (int i = 0; i < nn; i++) {
+            const __m256 xv = _mm256_maskload_ps(x + i * ldx + k, m);
+            for (int j = 0; j < no; j++) acc[i][j] = _mm256_fmadd_ps(xv, wv[j], acc[i][j]);
+        }
+    }
+    for (int i = 0; i < nn; i++)
+        for (int j = 0; j < no; j++) dst[i * ldd + j] += ax_hsum(acc[i][j]);
+}
+
+static void linear_fwd_tile_edge(int nn, int no, float *dst, size_t ldd, const float *x, size_t ldx,
+                                 const float *w, size_t ldw, int kc)
+{
+#define AX_CASE(NN, NO)                                                \
+    if (nn == NN && no == NO) {                                        \
+        linear_fwd_tile(NN, NO, dst, ldd, x, ldx, w, ldw, kc);         \
+        return;                                                        \
+    }
+    AX_CASE(4, 3) AX_CASE(4, 2) AX_CASE(4, 1)
+    AX_CASE(3, 3) AX_CASE(3, 2) AX_CASE(3, 1)
+    AX_CASE(2, 3) AX_CASE(2, 2) AX_CASE(2, 1)
+    AX_CASE(1, 3) AX_CASE(1, 2) AX_CASE(1, 1)
+#undef AX_CASE
+}
+
+void anx_f32_linear_fwd__avx2_4x3(float *dst, const float *src, const float *w, const float *b, int n,
+                                  int k, int oc, int threads)
+{
+    /* dst [n, oc], src [n, k], w [oc, k], b [oc] */
+    const int ntile = (oc + 2) / 3;
+#pragma omp parallel num_threads(threads)
+    {
+#pragma omp for schedule(static)
+        for (int t = 0; t < ntile; t++)
+            for (int o = 3 * t; o < 3 * t + 3 && o < oc; o++)
+                for (int i = 0; i < n; i++) dst[(size_t)i * oc + o] = b ? b[o] : 0.0f;
+        /* the same static split of o tiles in every k block: a thread only touches its own */
+        for (int k0 = 0; k0 < k; k0 += KC) {
+            const int kc = k - k0 < KC ? k - k0 : KC;
+#pragma omp for schedule(static)
+            for (int t = 0; t < ntile; t++) {
+                const int o = 3 * t, no = oc - o < 3 ? oc - o : 3;
+                for (int i = 0; i < n; i += 4) {
+                    const int nn = n - i < 4 ? n - i : 4;
+                    float *d = dst + (size_t)i * oc + o;
+                    const float *x = src + (size_t)i * k + k0, *wr = w + (size_t)o * k + k0;
+                    if (nn == 4 && no == 3)
+                        linear_fwd_tile(4, 3, d, oc, x, k, wr, k, kc);
+                    else
+                        linear_fwd_tile_edge(nn, no, d, oc, x, k, wr, k, kc);
+                }
+            }
+        }
+    }
+}
+
+/* ---- backward data and backward weights: c[i][0..16) += sum over l of a[i][l] * bm[l][0..16) --- */
+
+/* c rows ldc apart, a element (i, l) at a[i*ai + l*al], bm rows ldb apart; accumulates onto c
+ * when load_c, else starts from 0.  masked: only the first m of the 16 columns exist. */
+AX_INLINE void gemm_tile_6x16(const int ni, const int masked, float *c, size_t ldc, int load_c, const float *a,
+                              size_t ai, size_t al, const float *bm, size_t ldb, int nl, int m)
+{
+    __m256 acc[6][2];
+    const __m256i m0 = lane_mask(masked ? (m < 8 ? m : 8) : 8);
+    const __m256i m1 = lane_mask(masked ? (m > 8 ? m - 8 : 0) : 8);
+    for (int i = 0; i < ni; i++) {
+        if (load_c && masked) {
+            acc[i][0] = _mm256_maskload_ps(c + i * ldc, m0);
+            acc[i][1] = _mm256_maskload_ps(c + i * ldc + 8, m1);
+        } else if (load_c) {
+            acc[i][0] = _mm256_loadu_ps(c + i * ldc);
+            acc[i][1] = _mm256_loadu_ps(c + i * ldc + 8);
+        } else {
+            acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+        }
+    }
+    for (int l = 0; l < nl; l++) {
+        const float *br = bm + l * ldb;
+        const __m256 b0 = masked ? _mm256_maskload_ps(br, m0) : _mm256_loadu_ps(br);
+        const __m256 b1 = masked ? _mm256_maskload_ps(br + 8, m1) : _mm256_loadu_ps(br + 8);
+        for (int i = 0; i < ni; i++) {
+            const __m256 av = _mm256_broadcast_ss(a + i * ai + l * al);
+            acc[i][0] = _mm256_fmadd_ps(av, b0, acc[i][0]);
+            acc[i][1] = _mm256_fmadd_ps(av, b1, acc[i][1]);
+        }
+    }
+    for (int i = 0; i < ni; i++) {
+        if (masked) {
+            _mm256_maskstore_ps(c + i * ldc, m0, acc[i][0]);
+            _mm256_maskstore_ps(c + i * ldc + 8, m1, acc[i][1]);
+        } else {
+            _mm256_storeu_ps(c + i * ldc, acc[i][0]);
+            _mm256_storeu_ps(c + i * ldc + 8, acc[i][1]);
+        }
+    }
+}
+
+static void gemm_tile_any(int ni, int masked, float *c, size_t ldc, int load_c, const float *a, size_t ai,
+                          size_t al, const float *bm, size_t ldb, int nl, int m)
+{
+#define AX_CASE(NI)                                                                  \
+    if (ni == NI) {                                                                  \
+        if (masked)                                                                  \
+            gemm_tile_6x16(NI, 1, c, ldc, load_c, a, ai, al, bm, ldb, nl, m);        \
+        else                                                                         \
+            gemm_tile_6x16(NI, 0, c, ldc, load_c, a, ai, al, bm, ldb, nl, m);        \
+        return;                                                                      \
+    }
+    AX_CASE(6) AX_CASE(5) AX_CASE(4) AX_CASE(3) AX_CASE(2) AX_CASE(1)
+#undef AX_CASE
+}
+
+void anx_f32_linear_bwd_data__avx2_6x16(float *diff_src, const float *diff_dst, const float *w, int n,
+                                        int k, int oc, int threads)
+{
+    /* diff_src [n, k], diff_dst [n, oc], w [oc, k]: o blocks ascending, o ascending inside */
+    const int ntile = (k + 15) / 16;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int t = 0; t < ntile; t++) {
+        const int k0 = 16 * t, m = k - k0 < 16 ? k - k0 : 16;
+        for (int o0 = 0; o0 < oc; o0 += OB) {
+            const int nl = oc - o0 < OB ? oc - o0 : OB;
+            for (int i = 0; i < n; i += 6)
+                gemm_tile_any(n - i < 6 ? n - i : 6, m < 16, diff_src + (size_t)i * k + k0, k, o0 > 0,
+                              diff_dst + (size_t)i * oc + o0, oc, 1, w + (size_t)o0 * k + k0, k, nl, m);
+        }
+    }
+}
+
+void anx_f32_linear_bwd_weights__avx2_6x16(float *diff_w, float *diff_b, const float *src,
+                                           const float *diff_dst, int n, int k, int oc, int threads)
+{
+    /* diff_w [oc, k], diff_b [oc], src [n, k], diff_dst [n, oc]: n ascending for every element */
+    const int ntile = (oc + 5) / 6;
+#pragma omp parallel num_threads(threads)
+    {
+#pragma omp for schedule(static)
+        for (int t = 0; t < ntile; t++) {
+            for (int o = 6 * t; o < 6 * t + 6 && o < oc && diff_b; o++) {
+                float s = 0.0f;
+                for (int i = 0; i < n; i++) s += diff_dst[(size_t)i * oc + o];
+                diff_b[o] = s;
+            }
+        }
+        for (int k0 = 0; k0 < k; k0 += KC) {
+            const int kend = k - k0 < KC ? k : k0 + KC;
+#pragma omp for schedule(static)
+            for (int t = 0; t < ntile; t++) {
+                const int o = 6 * t, no = oc - o < 6 ? oc - o : 6;
+                for (int kk = k0; kk < kend; kk += 16) {
+                    const int m = kend - kk < 16 ? kend - kk : 16;
+                    gemm_tile_any(no, m < 16, diff_w + (size_t)o * k + kk, k, 0, diff_dst + o, 1, oc,
+                                  src + kk, k, n, m);
+                }
+            }
+        }
+    }
+}
+
+/* ---- exec-table entries ----------------------------------------------------------------- */
+
+static int linear_k(const anx_layer_desc *l) { return l->ic * l->ih * l->iw; }
+
+void ax_linear_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a)
+{
+    anx_f32_linear_fwd__avx2_4x3(a->dst, a->src, a->weights, a->bias, l->n, linear_k(l), l->oc,
+                                 ax_threads(ctx));
+}
+
+void ax_linear_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a)
+{
+    anx_f32_linear_bwd_data__avx2_6x16(a->diff_src, a->diff_dst, a->weights, l->n, linear_k(l), l->oc,
+                                       ax_threads(ctx));
+}
+
+void ax_linear_bwd_weights(void *ctx, const anx_layer_desc *l, const anx_args *a)
+{
+    anx_f32_linear_bwd_weights__avx2_6x16(a->diff_weights, a->diff_bias, a->src, a->diff_dst, l->n,
+                                          linear_k(l), l->oc, ax_threads(ctx));
+}
