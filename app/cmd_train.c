@@ -8,8 +8,8 @@
  * A checkpoint holds the parameters under their state_dict keys, both Adam moments, and the
  * epoch and step, so --resume continues bit for bit as if the run had never stopped.
  *
- * The net has a fixed batch size; when the training set does not divide by it, the last
- * partial batch of an epoch runs on a second net of that size, with the parameters and Adam
+ * The net has a fixed batch size; when the training set does not divide by it (or --skip-bad
+ * shortened a batch), the short batch runs on a second net of that size, with the parameters and Adam
  * state copied over and back, so it is a true smaller batch (PyTorch's drop_last=False) and
  * not a padded one.  Evaluation pads instead (forward only, samples are independent). */
 #include <errno.h>
@@ -199,23 +199,38 @@ static int argmax(const float *v, int n)
     return b;
 }
 
-/* One training step on count images (count < batch only for the tail). Returns the loss; sets
- * *correct from the forward pass's logits. */
-static float step(trainer *t, int count, int *correct)
+/* The net for a batch of count < batch images: made on first need (the last batch of an epoch,
+ * or any batch shortened by --skip-bad), remade when the count changes. 0, or 2 with err. */
+static int tail_net(trainer *t, int count, char *err, size_t errlen)
+{
+    if (t->tail && t->tail_n == count) return 0;
+    anx_net_destroy(t->tail);
+    anx_model_config cfg = anx_net_model(t->net)->cfg;
+    cfg.batch = count;
+    t->tail = anx_net_create(anx_net_backend(t->net), &cfg, t->o.threads, err, errlen);
+    t->tail_n = t->tail ? count : 0;
+    if (t->tail) anx_net_set_dropout_seed(t->tail, (uint64_t)t->o.seed);
+    return t->tail ? 0 : 2;
+}
+
+/* One training step on count images.  Sets *loss and *correct (from the forward pass's logits).
+ * 0, or 2 when the net for a short batch cannot be made. */
+static int step(trainer *t, int count, float *loss, int *correct, char *err, size_t errlen)
 {
     const int nc = t->train.n_classes;
     anx_net *net = t->net;
     if (count < t->o.batch) {
+        if (tail_net(t, count, err, errlen)) return 2;
         copy_state(t->tail, t->net, t->scratch);
         net = t->tail;
     }
     anx_net_set_input(net, t->x, t->y);
-    float loss = anx_net_train_step(net, t->o.lr);
+    *loss = anx_net_train_step(net, t->o.lr);
     anx_net_get_activation(net, ANX_NUM_LAYERS - 1, 0, t->logits);
     *correct = 0;
     for (int i = 0; i < count; i++) *correct += argmax(t->logits + (size_t)i * nc, nc) == t->y[i];
-    if (net == t->tail && isfinite(loss)) copy_state(t->net, t->tail, t->scratch);
-    return loss;
+    if (net == t->tail && isfinite(*loss)) copy_state(t->net, t->tail, t->scratch);
+    return 0;
 }
 
 static int nonfinite(trainer *t, int count, int epoch, int batch)
@@ -295,7 +310,11 @@ static int train_loop(trainer *t)
                 }
             }
             int correct;
-            float loss = step(t, count, &correct);
+            float loss;
+            if (step(t, count, &loss, &correct, err, sizeof err)) {
+                free(grid_x);
+                return cli_error(CMD, "batch of %d: %s", count, err);
+            }
             batch++;
             if (!isfinite(loss)) {
                 if (tty) fputc('\n', stderr);
@@ -382,12 +401,6 @@ static int setup(trainer *t)
     anx_model_config cfg = {3, t->train.n_classes, o->batch, o->size};
     t->net = anx_net_create(be, &cfg, o->threads, err, sizeof err);
     if (!t->net) return cli_error(CMD, "backend %s: %s", be->name, err);
-    t->tail_n = t->train.n % o->batch;
-    if (t->tail_n) {
-        cfg.batch = t->tail_n;
-        t->tail = anx_net_create(be, &cfg, o->threads, err, sizeof err);
-        if (!t->tail) return cli_error(CMD, "backend %s (last batch of %d): %s", be->name, t->tail_n, err);
-    }
     const anx_model *m = anx_net_model(t->net);
     t->x = malloc(sizeof(float) * 3 * (size_t)o->size * o->size * o->batch);
     t->y = malloc(sizeof(int64_t) * o->batch);
@@ -397,7 +410,6 @@ static int setup(trainer *t)
     anx_net_init_params(t->net, (uint64_t)o->seed);
     if (o->resume && load_checkpoint(t, o->resume, err, sizeof err)) return cli_error(CMD, "--resume %s", err);
     anx_net_set_dropout_seed(t->net, (uint64_t)t->o.seed);
-    if (t->tail) anx_net_set_dropout_seed(t->tail, (uint64_t)t->o.seed);
     anx_loader_config lc = {o->batch, 1, (uint64_t)t->o.seed, o->size, o->antialias, o->skip_bad};
     t->tl = anx_loader_create(&t->train, &lc, err, sizeof err);
     lc.shuffle = 0;
@@ -410,7 +422,7 @@ static int setup(trainer *t)
     printf(")\nmodel: Alexnet(3, %d), input %dx%d (resize antialias %s), backend %s, threads %s\n",
            t->train.n_classes, o->size, o->size, o->antialias ? "on" : "off", be->name, threads);
     printf("Adam lr %g, batch %d%s, epochs %d, seed %lld (init, shuffle, dropout)", o->lr, o->batch,
-           t->tail_n ? " (last batch of each epoch partial)" : "", o->epochs, (long long)t->o.seed);
+           t->train.n % o->batch ? " (last batch of each epoch partial)" : "", o->epochs, (long long)t->o.seed);
     if (o->resume) printf(", resumed from %s after epoch %d (step %lld)", o->resume, t->epoch0,
                           (long long)anx_net_step_count(t->net));
     printf("\n");
