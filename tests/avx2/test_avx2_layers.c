@@ -257,6 +257,36 @@ static void check_both_tiers(const anx_backend *fast, const anx_layer_desc *l, u
     check_layer(fast, l, 0, seed + 100);
 }
 
+/* Adam through the interface: same float operations as ref, so the same bits, for a count that
+ * is not a multiple of 8 and at steps 1 and 3 (bias corrections differ). */
+static void check_adam(const anx_backend *fast, uint64_t seed)
+{
+    const size_t n = 1003;
+    float *st[2][4];
+    for (int b = 0; b < 2; b++)
+        for (int k = 0; k < 4; k++) st[b][k] = tu_alloc(n, "adam state");
+    for (int b = 0; b < 2; b++) {
+        tu_fill_uniform(st[b][0], n, seed, -1, 1);      /* param */
+        tu_fill_uniform(st[b][2], n, seed + 2, -0.1f, 0.1f); /* exp_avg */
+        tu_fill_uniform(st[b][3], n, seed + 3, 0, 0.01f);    /* exp_avg_sq */
+    }
+    for (int64_t t = 1; t <= 3; t++) {
+        for (int b = 0; b < 2; b++) tu_fill_uniform(st[b][1], n, seed + 10 * (uint64_t)t, -1e-3f, 1e-3f);
+        const anx_adam_hparams hp = {1e-3f, 0.9f, 0.999f, 1e-8f, t};
+        anx_backend_ref.adam(st[0][0], st[0][1], st[0][2], st[0][3], n, &hp, 1);
+        fast->adam(st[1][0], st[1][1], st[1][2], st[1][3], n, &hp, 2);
+        char what[64];
+        snprintf(what, sizeof what, "adam step %lld param", (long long)t);
+        tu_expect_bitwise(st[1][0], st[0][0], n, what);
+        snprintf(what, sizeof what, "adam step %lld exp_avg", (long long)t);
+        tu_expect_bitwise(st[1][2], st[0][2], n, what);
+        snprintf(what, sizeof what, "adam step %lld exp_avg_sq", (long long)t);
+        tu_expect_bitwise(st[1][3], st[0][3], n, what);
+    }
+    for (int b = 0; b < 2; b++)
+        for (int k = 0; k < 4; k++) tu_free(st[b][k]);
+}
+
 int main(int argc, char **argv)
 {
     const anx_backend *fast = &anx_backend_avx2;
@@ -290,6 +320,7 @@ int main(int argc, char **argv)
         make(ANX_OP_LOSS, "loss 3x10", 3, 10, 1, 1, 0, 0, 0, 0),
     };
     for (size_t i = 0; i < sizeof awk / sizeof awk[0]; i++) check_both_tiers(fast, &awk[i], 1000 + 10 * i);
+    check_adam(fast, 4000);
 
     if (!quick) {
         /* conv1 with grayscale and 4-channel input at batch 3 */
