@@ -373,8 +373,11 @@ static int write_dump(const char *path, const anx_net *net, const step_batch *b,
     add_meta_i64(w, "n_class", c->n_class);
     add_meta_i64(w, "batch", c->batch);
     add_meta_i64(w, "input_hw", c->input_hw);
-    char lr[32];
-    snprintf(lr, sizeof lr, "%.9g", (double)o->lr);
+    char lr[32]; /* the shortest decimal that reads back as the same float: "0.001" */
+    for (int prec = 1; prec <= 9; prec++) {
+        snprintf(lr, sizeof lr, "%.*g", prec, (double)o->lr);
+        if (strtof(lr, NULL) == o->lr) break;
+    }
     anx_st_writer_meta(w, "lr", lr);
     anx_st_writer_meta(w, "weights", o->weights ? o->weights : "seed");
     anx_st_writer_meta(w, "input", o->input ? o->input : "seed");

@@ -95,7 +95,7 @@ static int run(int argc, char **argv)
     const cli_flag flags[] = {
         {"--in-dim", CLI_INT, &cfg.in_dim, 1, 4096, "input channels (default 3)"},
         {"--classes", CLI_INT, &cfg.n_class, 1, 1 << 20, "classes (default 1000)"},
-        {"--input", CLI_INT, &cfg.input_hw, 1, 1 << 16, "input height = width (default 227; 227..230 fit)"},
+        {"--input", CLI_INT, &cfg.input_hw, 1, 1 << 16, "input height = width (default 227)"},
         {"--batch", CLI_INT, &cfg.batch, 1, 1 << 20, "batch size shown in the shapes (default 1)"},
     };
     int rc = cli_parse("summary", "anx summary [--in-dim 3] [--classes 1000] [--input 227] [--batch 1]", argc,
