@@ -1,0 +1,90 @@
+/* verify_internal.h — what the parts of `anx verify` share (core/verify*.c); not public. */
+#ifndef ANX_VERIFY_INTERNAL_H
+#define ANX_VERIFY_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "anx/backend.h"
+#include "anx/model.h"
+#include "anx/safetensors.h"
+#include "anx/verify.h"
+
+/* Unit roundoff of float32: every rounding to float32 errs by at most V_U relative. */
+#define V_U (1.0 / 16777216.0)
+
+/* Adam's hyperparameters as PyTorch holds them (Python floats, i.e. doubles). */
+typedef struct v_adam_hp {
+    double lr, beta1, beta2, eps;
+} v_adam_hp;
+
+/* One golden file, loaded, with every tensor a check may feed to a kernel made whole when it
+ * can be: stored whole, regenerated from the seed, or reconstructed exactly. */
+typedef struct vgold {
+    char path[512], base[64];
+    anx_st_file f;
+    anx_model m;
+    uint64_t seed;
+    int steps;
+    v_adam_hp hp;
+    float *init[ANX_NUM_PARAMS];      /* regenerated init, plain */
+    float *input;                     /* [n, in_dim, hw, hw] regenerated */
+    int64_t *target;                  /* [n] */
+    float *out[ANX_NUM_LAYERS];       /* whole plain forward outputs, or NULL */
+    float *gout[ANX_NUM_LAYERS];      /* whole plain output gradients, or NULL */
+    const char *out_from[ANX_NUM_LAYERS], *gout_from[ANX_NUM_LAYERS]; /* "stored", "relu(out.X)", ... */
+} vgold;
+
+/* A golden tensor: whole (idx == NULL, n == total) or its stored sample. */
+typedef struct vwant {
+    char key[80];
+    size_t n, total;
+    float *val;     /* [n] */
+    int64_t *idx;   /* [n] flat indices, or NULL */
+    int ndim;
+    int64_t shape[4];
+} vwant;
+
+/* verify.c */
+anx_verify_row *v_row(anx_verify_report *rep, const vgold *g, const char *backend, const char *mode,
+                      const char *layer, const char *dir, const char *tensor);
+void v_skip(anx_verify_row *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+double v_gamma(double k); /* the probabilistic accumulation bound; see verify.c */
+/* Products summed into one input gradient by bwd_data: oc for a Linear; for a conv, oc times
+ * the taps of a kernel row/column that can land on one input, ceil(k / stride) each. */
+double v_bwd_data_k(const anx_layer_desc *l);
+/* compare got (whole plain) with want (whole or sampled), bound (whole, per element) */
+void v_compare_want(anx_verify_row *r, const float *got, const vwant *w, const float *bound);
+
+/* verify_golden.c */
+int vgold_load(vgold *g, const char *path, char *err, size_t errlen);
+void vgold_free(vgold *g);
+/* 0, or -1 when the file has neither key nor its digest/sample */
+int vgold_want(const vgold *g, const char *key, vwant *w);
+void vwant_free(vwant *w);
+void vgold_self_checks(anx_verify_report *rep, vgold *g);
+/* Shape of a plain tensor of layer l in slot s (ANX_DST for out/grad_out). */
+int v_slot_shape(const anx_layer_desc *l, anx_slot s, int64_t *shape);
+uint64_t v_fnv1a64(const void *data, size_t n);
+/* plain [n] of golden key kmask regenerated: step t's mask of dropout layer `name` */
+void v_mask(const vgold *g, const char *name, int64_t t, float *dst, size_t n);
+
+/* verify_isolated.c / verify_chained.c */
+void v_isolated(anx_verify_report *rep, vgold *g, const anx_backend *be, const anx_verify_opts *o);
+void v_chained(anx_verify_report *rep, vgold *g, const anx_backend *be, const anx_verify_opts *o);
+
+/* Buffers in a backend's layout (zeroed, 64-byte aligned) and plain float helpers. */
+float *v_alloc(size_t n);
+float *v_be_import(const anx_backend *be, const anx_layer_desc *l, anx_slot s, const float *plain);
+float *v_be_buf(const anx_backend *be, const anx_layer_desc *l, anx_slot s);
+void v_abs(float *dst, const float *src, size_t n);
+
+/* Adam over n elements with error bounds (verify_isolated.c).  In: the backend's values before
+ * the update (p, m, v) with their bounds against the exact float64 trajectory (dp, dm, dv), the
+ * gradient g and its bound dg.  Out: bounds of the updated p, m, v (whose values the backend gave).
+ * hp_be: what the backend was told (float32 hyperparameters, as doubles). */
+void v_adam_bounds(double *dp, double *dm, double *dv, const float *p0, const float *g, const float *m0,
+                   const float *v0, const double *dp0, const double *dg, const double *dm0,
+                   const double *dv0, size_t n, int64_t t, const v_adam_hp *gold, const v_adam_hp *hp_be);
+
+#endif
