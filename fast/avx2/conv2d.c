@@ -210,24 +210,56 @@ void anx_f32_conv2d_bwd_data__avx2_gather(float *diff_src, const float *diff_dst
 AX_INLINE void conv_bww_tile(const int nb, const int nt, float *dw, size_t w_bs, const float *d,
                              size_t d_bs, const float *s, size_t sx, size_t sy, int oh, int ow)
 {
-    __m256 acc[2][4];
-    for (int j = 0; j < nb; j++)
-        for (int t = 0; t < nt; t++) acc[j][t] = _mm256_loadu_ps(dw + j * w_bs + 8 * t);
+    /* named accumulators (not an array): GCC keeps an array that is indexed under conditions in
+       memory and stores it after every FMA */
+    __m256 a00 = _mm256_setzero_ps(), a01 = a00, a02 = a00, a03 = a00;
+    __m256 a10 = a00, a11 = a00, a12 = a00, a13 = a00;
+    float *w1 = dw + w_bs;
+    a00 = _mm256_loadu_ps(dw);
+    if (nt > 1) a01 = _mm256_loadu_ps(dw + 8);
+    if (nt > 2) a02 = _mm256_loadu_ps(dw + 16);
+    if (nt > 3) a03 = _mm256_loadu_ps(dw + 24);
+    if (nb > 1) {
+        a10 = _mm256_loadu_ps(w1);
+        if (nt > 1) a11 = _mm256_loadu_ps(w1 + 8);
+        if (nt > 2) a12 = _mm256_loadu_ps(w1 + 16);
+        if (nt > 3) a13 = _mm256_loadu_ps(w1 + 24);
+    }
     for (int y = 0; y < oh; y++) {
-        const float *dr = d + (size_t)y * ow * 8, *sr = s + y * sy;
-        for (int x = 0; x < ow; x++) {
-            const __m256 v0 = _mm256_loadu_ps(dr + 8 * x);
-            const __m256 v1 = nb > 1 ? _mm256_loadu_ps(dr + d_bs + 8 * x) : v0;
-            const float *sp = sr + x * sx;
-            for (int t = 0; t < nt; t++) {
-                const __m256 b = _mm256_broadcast_ss(sp + t);
-                acc[0][t] = _mm256_fmadd_ps(v0, b, acc[0][t]);
-                if (nb > 1) acc[1][t] = _mm256_fmadd_ps(v1, b, acc[1][t]);
+        const float *dr = d + (size_t)y * ow * 8, *sp = s + y * sy;
+        for (int x = 0; x < ow; x++, dr += 8, sp += sx) {
+            const __m256 v0 = _mm256_loadu_ps(dr);
+            const __m256 v1 = nb > 1 ? _mm256_loadu_ps(dr + d_bs) : v0;
+            __m256 b = _mm256_broadcast_ss(sp);
+            a00 = _mm256_fmadd_ps(v0, b, a00);
+            if (nb > 1) a10 = _mm256_fmadd_ps(v1, b, a10);
+            if (nt > 1) {
+                b = _mm256_broadcast_ss(sp + 1);
+                a01 = _mm256_fmadd_ps(v0, b, a01);
+                if (nb > 1) a11 = _mm256_fmadd_ps(v1, b, a11);
+            }
+            if (nt > 2) {
+                b = _mm256_broadcast_ss(sp + 2);
+                a02 = _mm256_fmadd_ps(v0, b, a02);
+                if (nb > 1) a12 = _mm256_fmadd_ps(v1, b, a12);
+            }
+            if (nt > 3) {
+                b = _mm256_broadcast_ss(sp + 3);
+                a03 = _mm256_fmadd_ps(v0, b, a03);
+                if (nb > 1) a13 = _mm256_fmadd_ps(v1, b, a13);
             }
         }
     }
-    for (int j = 0; j < nb; j++)
-        for (int t = 0; t < nt; t++) _mm256_storeu_ps(dw + j * w_bs + 8 * t, acc[j][t]);
+    _mm256_storeu_ps(dw, a00);
+    if (nt > 1) _mm256_storeu_ps(dw + 8, a01);
+    if (nt > 2) _mm256_storeu_ps(dw + 16, a02);
+    if (nt > 3) _mm256_storeu_ps(dw + 24, a03);
+    if (nb > 1) {
+        _mm256_storeu_ps(w1, a10);
+        if (nt > 1) _mm256_storeu_ps(w1 + 8, a11);
+        if (nt > 2) _mm256_storeu_ps(w1 + 16, a12);
+        if (nt > 3) _mm256_storeu_ps(w1 + 24, a13);
+    }
 }
 
 /* The 8 (nb, nt) specialisations, so every accumulator lives in a register. */

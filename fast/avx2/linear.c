@@ -14,7 +14,7 @@
 
 #include "fast/avx2/avx2.h"
 
-enum { KC = 1024, OB = 512 }; /* k block of fwd / bwd_weights, o block of bwd_data */
+enum { KC = 1024, OB = 128, KD = 256 }; /* k block of fwd / bwd_weights; o block, k chunk of bwd_data */
 
 /* Lane mask for the first m (0..8) lanes. */
 static inline __m256i lane_mask(int m)
@@ -25,33 +25,44 @@ static inline __m256i lane_mask(int m)
 
 /* ---- forward ---------------------------------------------------------------------------- */
 
-/* dst[i][j] (row stride ldd) += hsum over k < kc of x[i][k] * w[j][k]; rows ldx / ldw apart. */
+/* dst[i][j] (row stride ldd) += hsum over k < kc of x[i][k] * w[j][k]; rows ldx / ldw apart.
+ * Named accumulators a<i><j> (an array indexed under conditions would live in memory). */
 AX_INLINE void linear_fwd_tile(const int nn, const int no, float *dst, size_t ldd, const float *x,
                                size_t ldx, const float *w, size_t ldw, int kc)
 {
-    __m256 acc[4][3];
-    for (int i = 0; i < nn; i++)
-        for (int j = 0; j < no; j++) acc[i][j] = _mm256_setzero_ps();
-    int k = 0;
-    for (; k + 8 <= kc; k += 8) {
-        __m256 wv[3];
-        for (int j = 0; j < no; j++) wv[j] = _mm256_loadu_ps(w + j * ldw + k);
-        for (int i = 0; i < nn; i++) {
-            const __m256 xv = _mm256_loadu_ps(x + i * ldx + k);
-            for (int j = 0; j < no; j++) acc[i][j] = _mm256_fmadd_ps(xv, wv[j], acc[i][j]);
-        }
+    const __m256 z = _mm256_setzero_ps();
+    __m256 a00 = z, a01 = z, a02 = z, a10 = z, a11 = z, a12 = z;
+    __m256 a20 = z, a21 = z, a22 = z, a30 = z, a31 = z, a32 = z;
+    const float *x1 = x + ldx, *x2 = x + 2 * ldx, *x3 = x + 3 * ldx, *w1 = w + ldw, *w2 = w + 2 * ldw;
+    __m256i m = _mm256_set1_epi32(-1);
+    for (int k = 0; k < kc; k += 8) {
+        __m256 w0v, w1v = z, w2v = z, xv;
+        if (k + 8 > kc) m = lane_mask(kc - k); /* the k tail: masked loads read nothing beyond */
+#define AX_LD(p) (k + 8 <= kc ? _mm256_loadu_ps((p) + k) : _mm256_maskload_ps((p) + k, m))
+        w0v = AX_LD(w);
+        if (no > 1) w1v = AX_LD(w1);
+        if (no > 2) w2v = AX_LD(w2);
+#define AX_ROW(i, xp)                                                  \
+    xv = AX_LD(xp);                                                    \
+    a##i##0 = _mm256_fmadd_ps(xv, w0v, a##i##0);                       \
+    if (no > 1) a##i##1 = _mm256_fmadd_ps(xv, w1v, a##i##1);           \
+    if (no > 2) a##i##2 = _mm256_fmadd_ps(xv, w2v, a##i##2);
+        AX_ROW(0, x)
+        if (nn > 1) { AX_ROW(1, x1) }
+        if (nn > 2) { AX_ROW(2, x2) }
+        if (nn > 3) { AX_ROW(3, x3) }
+#undef AX_ROW
+#undef AX_LD
     }
-    if (k < kc) {
-        const __m256i m = lane_mask(kc - k);
-        __m256 wv[3];
-        for (int j = 0; j < no; j++) wv[j] = _mm256_maskload_ps(w + j * ldw + k, m);
-        for (int i = 0; i < nn; i++) {
-            const __m256 xv = _mm256_maskload_ps(x + i * ldx + k, m);
-            for (int j = 0; j < no; j++) acc[i][j] = _mm256_fmadd_ps(xv, wv[j], acc[i][j]);
-        }
-    }
-    for (int i = 0; i < nn; i++)
-        for (int j = 0; j < no; j++) dst[i * ldd + j] += ax_hsum(acc[i][j]);
+#define AX_OUT(i)                                                      \
+    dst[i * ldd] += ax_hsum(a##i##0);                                  \
+    if (no > 1) dst[i * ldd + 1] += ax_hsum(a##i##1);                  \
+    if (no > 2) dst[i * ldd + 2] += ax_hsum(a##i##2);
+    AX_OUT(0)
+    if (nn > 1) { AX_OUT(1) }
+    if (nn > 2) { AX_OUT(2) }
+    if (nn > 3) { AX_OUT(3) }
+#undef AX_OUT
 }
 
 static void linear_fwd_tile_edge(int nn, int no, float *dst, size_t ldd, const float *x, size_t ldx,
@@ -103,43 +114,49 @@ void anx_f32_linear_fwd__avx2_4x3(float *dst, const float *src, const float *w, 
 /* ---- backward data and backward weights: c[i][0..16) += sum over l of a[i][l] * bm[l][0..16) --- */
 
 /* c rows ldc apart, a element (i, l) at a[i*ai + l*al], bm rows ldb apart; accumulates onto c
- * when load_c, else starts from 0.  masked: only the first m of the 16 columns exist. */
+ * when load_c, else starts from 0.  masked: only the first m of the 16 columns exist.
+ * Named accumulators c<i>0, c<i>1 for the 6 rows (see linear_fwd_tile). */
 AX_INLINE void gemm_tile_6x16(const int ni, const int masked, float *c, size_t ldc, int load_c, const float *a,
                               size_t ai, size_t al, const float *bm, size_t ldb, int nl, int m)
 {
-    __m256 acc[6][2];
     const __m256i m0 = lane_mask(masked ? (m < 8 ? m : 8) : 8);
     const __m256i m1 = lane_mask(masked ? (m > 8 ? m - 8 : 0) : 8);
-    for (int i = 0; i < ni; i++) {
-        if (load_c && masked) {
-            acc[i][0] = _mm256_maskload_ps(c + i * ldc, m0);
-            acc[i][1] = _mm256_maskload_ps(c + i * ldc + 8, m1);
-        } else if (load_c) {
-            acc[i][0] = _mm256_loadu_ps(c + i * ldc);
-            acc[i][1] = _mm256_loadu_ps(c + i * ldc + 8);
-        } else {
-            acc[i][0] = acc[i][1] = _mm256_setzero_ps();
-        }
+    const __m256 z = _mm256_setzero_ps();
+    __m256 c00 = z, c01 = z, c10 = z, c11 = z, c20 = z, c21 = z, c30 = z, c31 = z, c40 = z, c41 = z;
+    __m256 c50 = z, c51 = z;
+#define AX_LDC(i)                                                                          \
+    if (ni > i && load_c) {                                                                \
+        c##i##0 = masked ? _mm256_maskload_ps(c + i * ldc, m0) : _mm256_loadu_ps(c + i * ldc); \
+        c##i##1 = masked ? _mm256_maskload_ps(c + i * ldc + 8, m1) : _mm256_loadu_ps(c + i * ldc + 8); \
     }
+    AX_LDC(0) AX_LDC(1) AX_LDC(2) AX_LDC(3) AX_LDC(4) AX_LDC(5)
+#undef AX_LDC
     for (int l = 0; l < nl; l++) {
-        const float *br = bm + l * ldb;
+        const float *br = bm + l * ldb, *ap = a + l * al;
         const __m256 b0 = masked ? _mm256_maskload_ps(br, m0) : _mm256_loadu_ps(br);
         const __m256 b1 = masked ? _mm256_maskload_ps(br + 8, m1) : _mm256_loadu_ps(br + 8);
-        for (int i = 0; i < ni; i++) {
-            const __m256 av = _mm256_broadcast_ss(a + i * ai + l * al);
-            acc[i][0] = _mm256_fmadd_ps(av, b0, acc[i][0]);
-            acc[i][1] = _mm256_fmadd_ps(av, b1, acc[i][1]);
-        }
+        __m256 av;
+#define AX_FMA(i)                                                      \
+    if (ni > i) {                                                      \
+        av = _mm256_broadcast_ss(ap + i * ai);                         \
+        c##i##0 = _mm256_fmadd_ps(av, b0, c##i##0);                    \
+        c##i##1 = _mm256_fmadd_ps(av, b1, c##i##1);                    \
     }
-    for (int i = 0; i < ni; i++) {
-        if (masked) {
-            _mm256_maskstore_ps(c + i * ldc, m0, acc[i][0]);
-            _mm256_maskstore_ps(c + i * ldc + 8, m1, acc[i][1]);
-        } else {
-            _mm256_storeu_ps(c + i * ldc, acc[i][0]);
-            _mm256_storeu_ps(c + i * ldc + 8, acc[i][1]);
-        }
+        AX_FMA(0) AX_FMA(1) AX_FMA(2) AX_FMA(3) AX_FMA(4) AX_FMA(5)
+#undef AX_FMA
     }
+#define AX_STC(i)                                                      \
+    if (ni > i) {                                                      \
+        if (masked) {                                                  \
+            _mm256_maskstore_ps(c + i * ldc, m0, c##i##0);             \
+            _mm256_maskstore_ps(c + i * ldc + 8, m1, c##i##1);         \
+        } else {                                                       \
+            _mm256_storeu_ps(c + i * ldc, c##i##0);                    \
+            _mm256_storeu_ps(c + i * ldc + 8, c##i##1);                \
+        }                                                              \
+    }
+    AX_STC(0) AX_STC(1) AX_STC(2) AX_STC(3) AX_STC(4) AX_STC(5)
+#undef AX_STC
 }
 
 static void gemm_tile_any(int ni, int masked, float *c, size_t ldc, int load_c, const float *a, size_t ai,
@@ -160,16 +177,22 @@ static void gemm_tile_any(int ni, int masked, float *c, size_t ldc, int load_c, 
 void anx_f32_linear_bwd_data__avx2_6x16(float *diff_src, const float *diff_dst, const float *w, int n,
                                         int k, int oc, int threads)
 {
-    /* diff_src [n, k], diff_dst [n, oc], w [oc, k]: o blocks ascending, o ascending inside */
-    const int ntile = (k + 15) / 16;
+    /* diff_src [n, k], diff_dst [n, oc], w [oc, k].  A thread owns chunks of KD columns; inside, o
+     * blocks ascend and o ascends within each, so every element sums over o in ascending order.
+     * W is read as OB rows x KD contiguous floats (a few pages), not as 16-float columns 36 KB
+     * apart (one TLB miss per load). */
+    const int nchunk = (k + KD - 1) / KD;
 #pragma omp parallel for num_threads(threads) schedule(static)
-    for (int t = 0; t < ntile; t++) {
-        const int k0 = 16 * t, m = k - k0 < 16 ? k - k0 : 16;
+    for (int ch = 0; ch < nchunk; ch++) {
+        const int kend = k - ch * KD < KD ? k : (ch + 1) * KD;
         for (int o0 = 0; o0 < oc; o0 += OB) {
             const int nl = oc - o0 < OB ? oc - o0 : OB;
-            for (int i = 0; i < n; i += 6)
-                gemm_tile_any(n - i < 6 ? n - i : 6, m < 16, diff_src + (size_t)i * k + k0, k, o0 > 0,
-                              diff_dst + (size_t)i * oc + o0, oc, 1, w + (size_t)o0 * k + k0, k, nl, m);
+            for (int k0 = ch * KD; k0 < kend; k0 += 16) {
+                const int m = kend - k0 < 16 ? kend - k0 : 16;
+                for (int i = 0; i < n; i += 6)
+                    gemm_tile_any(n - i < 6 ? n - i : 6, m < 16, diff_src + (size_t)i * k + k0, k, o0 > 0,
+                                  diff_dst + (size_t)i * oc + o0, oc, 1, w + (size_t)o0 * k + k0, k, nl, m);
+            }
         }
     }
 }
