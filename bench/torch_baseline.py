@@ -194,6 +194,12 @@ def record(name, sec, iters, reps, counters):
     return row
 
 
+def cpu_capability():
+    """The vector ISA ATen dispatches to ("AVX2"), from torch's build report."""
+    m = re.search(r"CPU capability usage:\s*(\S+)", torch.__config__.show())
+    return m.group(1) if m else "?"
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True, help="JSON file to write (Google Benchmark format)")
@@ -261,8 +267,7 @@ def main():
     out = {"context": {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "executable": "bench/torch_baseline.py",
                        "torch_version": torch.__version__, "torch_threads": torch.get_num_threads(),
                        "torch_mkldnn": torch.backends.mkldnn.is_available(),
-                       "torch_cpu_capability": torch.backends.cpu.get_cpu_capability()
-                       if hasattr(torch.backends, "cpu") else "?",
+                       "torch_cpu_capability": cpu_capability(),
                        "library_build_type": "release"},
            "benchmarks": rows}
     tmp = args.out + ".tmp"

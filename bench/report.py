@@ -1,0 +1,485 @@
+#!/usr/bin/env python3
+"""The per-layer benchmark report of anx: one command runs anx-bench with repetitions (and the
+PyTorch baseline when /usr/bin/python3 has torch), takes the medians, and prints per layer and
+direction each backend's time, GFLOP/s (or GB/s for the memory-bound layers), its share of the
+machine's measured ceiling, and ratios to ref and to onednn from the same run.  Writes
+OUT/report.json, OUT/report.md, OUT/report-batch<N>.png (gnuplot) and the raw Google Benchmark
+JSON of each run (OUT/anx-bench.json, OUT/torch.json).
+
+  bench/report.py --build build --out bench-report [--quick]       run and report
+  bench/report.py --anx-json A.json [--torch-json T.json] --out D  report saved runs
+  bench/report.py --compare OLD.json NEW.json                      compare two saved runs
+
+Python 3 standard library only; PyTorch only inside bench/torch_baseline.py.
+"""
+import argparse
+import json
+import math
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TORCH_PY = "/usr/bin/python3"  # Debian's python3-torch lives there, not in a pyenv python3
+
+# model order of anx's benchmark tags, with their op (include/anx/layer.h)
+LAYERS = [("conv1", "conv2d"), ("relu1", "relu"), ("pool1", "maxpool"), ("conv2", "conv2d"),
+          ("relu2", "relu"), ("pool2", "maxpool"), ("conv3", "conv2d"), ("relu3", "relu"),
+          ("conv4", "conv2d"), ("relu4", "relu"), ("conv5", "conv2d"), ("relu5", "relu"),
+          ("pool3", "maxpool"), ("fc6", "linear"), ("relu6", "relu"), ("drop6", "dropout"),
+          ("fc7", "linear"), ("relu7", "relu"), ("drop7", "dropout"), ("fc8", "linear"), ("loss", "loss")]
+DIRS = ["fwd", "bwd_data", "bwd_weights"]
+BACKEND_ORDER = ["ref", "avx2", "onednn", "torch"]
+COMPUTE_OPS = ("conv2d", "linear")  # judged by FLOP/s and peak%; the rest by bytes/s and bw%
+
+MODES = {  # repetitions, min_time (s), fast batches, ref batches
+    "quick": (3, 0.05, "2,32", "2"),
+    "full": (5, 0.5, "2,32", "2"),
+}
+
+LAYER_RE = re.compile(r"^(?P<op>[a-z0-9]+)_(?P<dir>fwd|bwd_data|bwd_weights)/(?P<tag>[a-z0-9]+)/"
+                      r"(?P<backend>[a-z0-9_]+)/batch:(?P<batch>\d+)(/real_time)?$")
+STEP_RE = re.compile(r"^step/(?P<backend>[a-z0-9_]+)/batch:(?P<batch>\d+)(/real_time)?$")
+ADAM_RE = re.compile(r"^adam/(?P<backend>[a-z0-9_]+)(/real_time)?$")
+TO_MS = {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def die(msg):
+    print(f"report.py: {msg}", file=sys.stderr)
+    sys.exit(2)
+
+
+# ---------------------------------------------------------------- running
+
+
+def run_anx(build, out_json, reps, min_time, batches, ref_batches, threads, flt):
+    exe = os.path.join(build, "anx-bench")
+    if not os.access(exe, os.X_OK):
+        die(f"{exe}: not found (build first: cmake --build {build})")
+    cmd = [exe, f"--batches={batches}", f"--ref_batches={ref_batches}",
+           f"--benchmark_repetitions={reps}", "--benchmark_report_aggregates_only=true",
+           f"--benchmark_min_time={min_time}", f"--benchmark_out={out_json}",
+           "--benchmark_out_format=json"]
+    if threads:
+        cmd.append(f"--threads={threads}")
+    if flt:
+        cmd.append(f"--benchmark_filter={flt}")
+    print("+ " + " ".join(cmd), file=sys.stderr, flush=True)
+    # console progress to stderr: stdout is the report
+    r = subprocess.run(cmd, stdout=sys.stderr)
+    if r.returncode != 0:
+        die(f"anx-bench exited with status {r.returncode}")
+    return cmd
+
+
+def torch_available():
+    if not os.access(TORCH_PY, os.X_OK):
+        return False
+    return subprocess.run([TORCH_PY, "-c", "import torch"], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL).returncode == 0
+
+
+def run_torch(out_json, reps, min_time, batches, threads, flt):
+    cmd = [TORCH_PY, os.path.join(HERE, "torch_baseline.py"), "--out", out_json, "--batches", batches,
+           "--repetitions", str(reps), "--min-time", str(min_time)]
+    if threads:
+        cmd += ["--threads", str(threads)]
+    if flt:
+        cmd += ["--filter", flt]
+    print("+ " + " ".join(cmd), file=sys.stderr, flush=True)
+    r = subprocess.run(cmd, stdout=sys.stderr)
+    if r.returncode != 0:
+        die(f"torch_baseline.py exited with status {r.returncode}")
+    return cmd
+
+
+# ---------------------------------------------------------------- reading
+
+
+def load_runs(path):
+    """Google Benchmark JSON -> (context, {run_name: result}).  A result holds the median (the
+    'median' aggregate, or the median of the plain iterations when there are no aggregates):
+    time_ms and the counters; or 'error' with the message of a skipped / failed benchmark."""
+    try:
+        with open(path) as f:
+            doc = json.load(f)
+    except (OSError, ValueError) as e:
+        die(f"{path}: {e}")
+    if not isinstance(doc, dict) or not isinstance(doc.get("benchmarks"), list):
+        die(f"{path}: not a Google Benchmark JSON file (no 'benchmarks' list)")
+    medians, plain, errors = {}, {}, {}
+    for b in doc["benchmarks"]:
+        rn = b.get("run_name", b.get("name"))
+        if b.get("error_occurred"):
+            errors[rn] = b.get("error_message", "error")
+        elif b.get("run_type") == "aggregate":
+            if b.get("aggregate_name") == "median":
+                medians[rn] = b
+        else:
+            plain.setdefault(rn, []).append(b)
+    out = {}
+    for rn in set(medians) | set(plain) | set(errors):
+        b = medians.get(rn)
+        if b is None and rn in plain:
+            runs = sorted(plain[rn], key=lambda x: x["real_time"] * TO_MS[x.get("time_unit", "ns")])
+            b = runs[len(runs) // 2]
+        if b is None:
+            out[rn] = {"error": errors[rn]}
+            continue
+        res = {"time_ms": b["real_time"] * TO_MS[b.get("time_unit", "ns")],
+               "iterations": b.get("iterations"), "label": b.get("label", "")}
+        for k in ("FLOP/s", "bytes/s", "peak%", "bw%", "images/s", "params/s", "loss"):
+            if k in b:
+                res[k] = b[k]
+        out[rn] = res
+    return doc.get("context", {}), out
+
+
+def ceiling(ctx, key):
+    """'80.1 (2 threads), 40.0 (1 thread)' -> 80.1e9 from anx-bench's context; None if absent."""
+    m = re.match(r"\s*([0-9.]+)", str(ctx.get(key, "")))
+    return float(m.group(1)) * 1e9 if m else None
+
+
+def best_peak(ctx):
+    peaks = [ceiling(ctx, k) for k in ctx if k.startswith("anx_fma_peak_")]
+    peaks = [p for p in peaks if p]
+    return max(peaks) if peaks else None
+
+
+# ---------------------------------------------------------------- the table
+
+
+def fmt_time(ms):
+    if ms >= 100:
+        return f"{ms:.0f} ms"
+    if ms >= 1:
+        return f"{ms:.2f} ms"
+    return f"{ms * 1e3:.1f} us"
+
+
+def fmt_ratio(x):
+    return f"{x:.2f}x" if x is not None else ""
+
+
+def cell(res, op):
+    if res is None:
+        return ""
+    if "error" in res:
+        return "FAILED" if not res["error"].startswith("skipped") else "skipped"
+    parts = [fmt_time(res["time_ms"])]
+    if op in COMPUTE_OPS or op == "step":
+        if "FLOP/s" in res:
+            parts.append(f"{res['FLOP/s'] * 1e-9:.1f} GF/s")
+        if "peak%" in res:
+            parts.append(f"{res['peak%']:.0f}%")
+    else:
+        if "bytes/s" in res:
+            parts.append(f"{res['bytes/s'] * 1e-9:.1f} GB/s")
+        if "bw%" in res:
+            parts.append(f"{res['bw%']:.0f}% bw")
+    return " · ".join(parts)
+
+
+def speedup(base, res):
+    """base time / this time: 2.00x means twice as fast as base."""
+    if not base or not res or "time_ms" not in base or "time_ms" not in res:
+        return None
+    return base["time_ms"] / res["time_ms"] if res["time_ms"] > 0 else None
+
+
+def collect(runs):
+    """Sorts the runs into layers[(batch, tag, dir)][backend], steps[batch][backend], adam[backend]."""
+    layers, steps, adam, backends, batches = {}, {}, {}, set(), set()
+    for rn, res in runs.items():
+        m = LAYER_RE.match(rn)
+        if m:
+            b, be = int(m["batch"]), m["backend"]
+            layers.setdefault((b, m["tag"], m["dir"]), {})[be] = res
+            backends.add(be), batches.add(b)
+            continue
+        m = STEP_RE.match(rn)
+        if m:
+            steps.setdefault(int(m["batch"]), {})[m["backend"]] = res
+            backends.add(m["backend"]), batches.add(int(m["batch"]))
+            continue
+        m = ADAM_RE.match(rn)
+        if m:
+            adam[m["backend"]] = res
+            backends.add(m["backend"])
+    order = [b for b in BACKEND_ORDER if b in backends] + sorted(backends - set(BACKEND_ORDER))
+    return layers, steps, adam, order, sorted(batches)
+
+
+def add_torch_shares(runs, ctx):
+    """peak% and bw% of the PyTorch rows, against the ceilings anx-bench measured in its run."""
+    peak, triad = best_peak(ctx), ceiling(ctx, "anx_triad_gbytes_per_s")
+    for rn, res in runs.items():
+        if "/torch/" not in rn and not rn.startswith("adam/torch"):
+            continue
+        if peak and "FLOP/s" in res:
+            res["peak%"] = 100.0 * res["FLOP/s"] / peak
+        if triad and "bytes/s" in res:
+            res["bw%"] = 100.0 * res["bytes/s"] / triad
+
+
+def ratio_columns(order):
+    cols = [(b, "ref") for b in order if b != "ref" and "ref" in order]
+    cols += [(b, "onednn") for b in order if b not in ("onednn", "ref") and "onednn" in order]
+    return cols
+
+
+def render(ctx, runs, commands):
+    layers, steps, adam, order, batches = collect(runs)
+    rcols = ratio_columns(order)
+    L = []
+    L.append("# anx per-layer benchmark report")
+    L.append("")
+    L.append(f"- date: {ctx.get('date', '?')}; host: {ctx.get('host_name', '?')}, "
+             f"{ctx.get('num_cpus', '?')} CPUs at {ctx.get('mhz_per_cpu', '?')} MHz; "
+             f"load average at start: {', '.join(f'{x:.2f}' for x in ctx.get('load_avg', [])) or '?'}")
+    L.append(f"- threads: {ctx.get('anx_threads', '?')}; backends: {ctx.get('anx_backends', '?')}")
+    for k in sorted(ctx):
+        if k.startswith("anx_fma_peak_"):
+            v = str(ctx[k])
+            L.append(f"- measured FMA peak ({k[len('anx_fma_peak_'):-len('_gflops')]}): "
+                     + (f"{v} GFLOP/s" if v[:1].isdigit() else v))
+    if "anx_triad_gbytes_per_s" in ctx:
+        L.append(f"- measured triad bandwidth: {ctx['anx_triad_gbytes_per_s']} GB/s")
+    if "torch_version" in ctx:
+        L.append(f"- PyTorch {ctx['torch_version']} ({ctx.get('torch_cpu_capability', '?')}), "
+                 f"{ctx.get('torch_threads', '?')} threads: bench/torch_baseline.py")
+    for c in commands:
+        L.append(f"- command: `{' '.join(c)}`")
+    L.append("")
+    L.append("Cells: median wall time per call · GFLOP/s and % of the measured FMA peak (conv2d, linear) "
+             "or GB/s and % of the measured triad bandwidth (the rest).  Ratios are speedups "
+             "(base time / backend time) between runs of the same process, at the same batch.")
+    skipped = {}
+    for batch in batches:
+        L.append("")
+        L.append(f"## batch {batch}")
+        L.append("")
+        head = ["layer", "dir"] + order + [f"{a} vs {b}" for a, b in rcols]
+        L.append("| " + " | ".join(head) + " |")
+        L.append("|" + "|".join(["---"] * 2 + ["---:"] * (len(head) - 2)) + "|")
+        for tag, op in LAYERS:
+            for d in DIRS:
+                row = layers.get((batch, tag, d))
+                if not row:
+                    continue
+                cells = [tag, d] + [cell(row.get(be), op) for be in order]
+                cells += [fmt_ratio(speedup(row.get(b), row.get(a))) for a, b in rcols]
+                L.append("| " + " | ".join(cells) + " |")
+                for be, res in row.items():
+                    if "error" in res:
+                        skipped.setdefault(res["error"], []).append(f"{op}_{d}/{tag}/{be}/batch:{batch}")
+    if steps:
+        L.append("")
+        L.append("## whole training step (forward, loss, backward, Adam)")
+        L.append("")
+        head = ["batch"] + order + [f"{a} vs {b}" for a, b in rcols]
+        L.append("| " + " | ".join(head) + " |")
+        L.append("|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|")
+        for batch in sorted(steps):
+            row = steps[batch]
+            cells = [str(batch)]
+            for be in order:
+                res = row.get(be)
+                c = cell(res, "step")
+                if res and "images/s" in res:
+                    c += f" · {res['images/s']:.2f} img/s"
+                cells.append(c)
+            cells += [fmt_ratio(speedup(row.get(b), row.get(a))) for a, b in rcols]
+            L.append("| " + " | ".join(cells) + " |")
+            for be, res in row.items():
+                if "error" in res:
+                    skipped.setdefault(res["error"], []).append(f"step/{be}/batch:{batch}")
+    if adam:
+        L.append("")
+        L.append("## Adam alone (62.4M parameters, 7 x 4 bytes moved per parameter)")
+        L.append("")
+        L.append("| " + " | ".join(order) + " |")
+        L.append("|" + "|".join(["---:"] * len(order)) + "|")
+        L.append("| " + " | ".join(cell(adam.get(be), "adam") for be in order) + " |")
+        for be, res in adam.items():
+            if "error" in res:
+                skipped.setdefault(res["error"], []).append(f"adam/{be}")
+    if skipped:
+        L.append("")
+        L.append("## not timed")
+        L.append("")
+        for msg, names in sorted(skipped.items()):
+            shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+            L.append(f"- {msg}: {shown}")
+    return "\n".join(L) + "\n", layers, order, batches
+
+
+# ---------------------------------------------------------------- the chart
+
+
+def write_charts(out_dir, layers, order, batches):
+    """One clustered bar chart per batch: time per layer x direction, one bar per backend."""
+    gp = shutil.which("gnuplot")
+    if not gp:
+        print("report.py: gnuplot not found (apt-get install gnuplot-nox): no PNG", file=sys.stderr)
+        return []
+    pngs = []
+    for batch in batches:
+        rows = []
+        for tag, op in LAYERS:
+            for d in DIRS:
+                row = layers.get((batch, tag, d))
+                if row:
+                    t = [row.get(be, {}).get("time_ms") for be in order]
+                    rows.append((f"{tag} {d}", t))
+        present = [i for i, be in enumerate(order) if any(t[i] for _, t in rows)]
+        if not rows or not present:
+            continue
+        dat = os.path.join(out_dir, f"report-batch{batch}.dat")
+        with open(dat, "w") as f:
+            f.write("layer " + " ".join(order[i] for i in present) + "\n")
+            for name, t in rows:
+                f.write(f"\"{name}\" " + " ".join(f"{t[i]:.6g}" if t[i] else "?" for i in present) + "\n")
+        png = os.path.join(out_dir, f"report-batch{batch}.png")
+        plots = ", ".join(f"'{dat}' using {k + 2}:xtic(1) title '{order[i]}'" for k, i in enumerate(present))
+        script = "\n".join([
+            "set terminal pngcairo size 1600,700 noenhanced font ',10'" if _has_cairo(gp)
+            else "set terminal png size 1600,700 noenhanced",
+            f"set output '{png}.tmp'",
+            f"set title 'anx per-layer time, batch {batch} (median, log scale; lower is faster)'",
+            "set datafile missing '?'", "set style data histograms", "set style histogram clustered gap 1",
+            "set style fill solid 0.9 border -1", "set logscale y", "set ylabel 'ms per call'",
+            "set xtics rotate by 60 right", "set grid ytics", "set key top right",
+            "set bmargin 9", f"plot {plots}", ""])
+        r = subprocess.run([gp], input=script, text=True, capture_output=True)
+        if r.returncode != 0 or not os.path.exists(png + ".tmp"):
+            print(f"report.py: gnuplot failed for batch {batch}: {r.stderr.strip()}", file=sys.stderr)
+            continue
+        os.replace(png + ".tmp", png)
+        pngs.append(png)
+    return pngs
+
+
+def _has_cairo(gp):
+    r = subprocess.run([gp, "-e", "set terminal"], capture_output=True, text=True)
+    return "pngcairo" in (r.stdout + r.stderr)
+
+
+# ---------------------------------------------------------------- compare
+
+
+def compare(old_path, new_path):
+    """compare.py's 'benchmarks' mode without scipy: per benchmark in both, old and new median
+    time and new/old (below 1 is faster)."""
+    _, old = load_runs(old_path)
+    _, new = load_runs(new_path)
+    common = [rn for rn in old if rn in new and "time_ms" in old[rn] and "time_ms" in new[rn]]
+    if not common:
+        die(f"{old_path} and {new_path} have no timed benchmark in common")
+    L = [f"# {new_path} against {old_path}", "",
+         "| benchmark | old | new | new/old time | old/new (speedup) |", "|---|---:|---:|---:|---:|"]
+    ratios = []
+    for rn in sorted(common, key=lambda r: list(old).index(r) if r in old else 0):
+        o, n = old[rn]["time_ms"], new[rn]["time_ms"]
+        ratios.append(n / o)
+        L.append(f"| {rn} | {fmt_time(o)} | {fmt_time(n)} | {n / o:.3f} | {o / n:.2f}x |")
+    gm = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
+    L.append("")
+    L.append(f"geometric mean of new/old over {len(ratios)} benchmarks: {gm:.3f}")
+    only = sorted(set(old) ^ set(new))
+    if only:
+        L.append(f"in one run only: {len(only)} benchmarks")
+    print("\n".join(L))
+    return 0
+
+
+# ---------------------------------------------------------------- main
+
+
+def write_atomic(path, text):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    ap.add_argument("--build", help="build directory holding anx-bench")
+    ap.add_argument("--out", help="directory for report.json, report.md, PNGs and raw JSON")
+    ap.add_argument("--quick", action="store_true",
+                    help="3 repetitions, 0.05 s minimum time (the README's main job; default: 5 x 0.5 s)")
+    ap.add_argument("--repetitions", type=int)
+    ap.add_argument("--min-time", type=float)
+    ap.add_argument("--batches", help="batches of the fast backends and torch (default 2,32)")
+    ap.add_argument("--ref-batches", help="batches of ref (default 2)")
+    ap.add_argument("--threads", type=int, help="threads (default: anx-bench's, all cores)")
+    ap.add_argument("--filter", help="regex passed to --benchmark_filter and to the torch baseline")
+    ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch baseline")
+    ap.add_argument("--anx-json", help="report this saved anx-bench JSON instead of running")
+    ap.add_argument("--torch-json", help="with --anx-json: a saved torch_baseline.py JSON")
+    ap.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"), help="compare two saved runs")
+    a = ap.parse_args()
+
+    if a.compare:
+        return compare(*a.compare)
+    if not a.out:
+        die("--out: required (the directory to write the report to)")
+    reps, min_time, batches, ref_batches = MODES["quick" if a.quick else "full"]
+    reps = a.repetitions or reps
+    min_time = a.min_time if a.min_time is not None else min_time
+    batches = a.batches or batches
+    ref_batches = a.ref_batches or ref_batches
+    for name, v in (("--batches", batches), ("--ref-batches", ref_batches)):
+        if not re.fullmatch(r"[1-9][0-9]*(,[1-9][0-9]*)*", v):
+            die(f"{name}: '{v}' is not a comma list of batch sizes")
+    if reps < 1 or min_time < 0 or (a.threads is not None and a.threads < 1):
+        die("--repetitions and --threads must be >= 1, --min-time >= 0")
+    os.makedirs(a.out, exist_ok=True)
+
+    commands = []
+    t0 = time.time()
+    if a.anx_json:
+        anx_json, torch_json = a.anx_json, a.torch_json
+    else:
+        if not a.build:
+            die("--build: required unless --anx-json is given")
+        anx_json = os.path.join(a.out, "anx-bench.json")
+        commands.append(run_anx(a.build, anx_json, reps, min_time, batches, ref_batches, a.threads, a.filter))
+        torch_json = None
+        if a.no_torch:
+            pass
+        elif torch_available():
+            torch_json = os.path.join(a.out, "torch.json")
+            commands.append(run_torch(torch_json, reps, min_time, batches, a.threads, a.filter))
+        else:
+            print(f"report.py: {TORCH_PY} cannot import torch: no PyTorch column", file=sys.stderr)
+    ctx, runs = load_runs(anx_json)
+    if torch_json:
+        tctx, truns = load_runs(torch_json)
+        add_torch_shares(truns, ctx)
+        runs.update(truns)
+        ctx.update({k: v for k, v in tctx.items() if k.startswith("torch_")})
+    md, layers, order, bl = render(ctx, runs, commands)
+    pngs = write_charts(a.out, layers, order, bl)
+    if pngs:
+        md += "\n" + "\n".join(f"![{os.path.basename(p)}]({os.path.basename(p)})" for p in pngs) + "\n"
+    if commands:
+        md += f"\nwall time of the whole report: {time.time() - t0:.0f} s\n"
+    write_atomic(os.path.join(a.out, "report.md"), md)
+    write_atomic(os.path.join(a.out, "report.json"),
+                 json.dumps({"context": ctx, "commands": commands, "results": runs}, indent=1, sort_keys=True))
+    print(md)
+    print(f"report.py: wrote {a.out}/report.md, report.json" + "".join(f", {os.path.basename(p)}" for p in pngs),
+          file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
