@@ -15,7 +15,7 @@
 #include <stdint.h>
 
 /* Conv2d, square stride and symmetric zero padding, OIHW weights.
- * dst[n,oc,oy,ox] = b[oc] + sum over (ic, ky, kx) in that order of
+ * dst[n,oc,oy,ox] = b[oc] + sum over (ic, ky, kx) in that order (accumulated left to right from the bias) of
  *                   w[oc,ic,ky,kx] * src[n,ic,oy*stride-pad+ky,ox*stride-pad+kx]  (out-of-range taps skipped) */
 void anx_f32_conv2d_fwd__ref(float *dst, const float *src, const float *w, const float *b, int n, int ic,
                              int ih, int iw, int oc, int oh, int ow, int kh, int kw, int stride, int pad);
@@ -42,13 +42,14 @@ void anx_f32_linear_bwd_data__ref(float *diff_src, const float *diff_dst, const 
 void anx_f32_linear_bwd_weights__ref(float *diff_w, float *diff_b, const float *src, const float *diff_dst,
                                      int n, int k, int oc);
 
-/* ReLU over count elements.  fwd: dst = src > 0 ? src : 0, NaN passes (torch.relu).
+/* ReLU over count elements.  fwd: dst = src < 0 ? +0 : src (NaN and -0 pass, as torch.relu).
  * bwd from the output: diff_src = dst > 0 ? diff_dst : 0 (threshold_backward on the result). */
 void anx_f32_relu_fwd__ref(float *dst, const float *src, size_t count);
 void anx_f32_relu_bwd__ref(float *diff_src, const float *diff_dst, const float *dst, size_t count);
 
 /* MaxPool2d(k, stride), no padding, floor mode, per channel plane.  The window's winner is the
- * first maximum in row-major (ky, kx) order; a NaN wins (the last NaN), as PyTorch's CPU kernel.
+ * first maximum in row-major (ky, kx) order; a NaN wins (the last NaN), as PyTorch's CPU kernel
+ * (checked against torch 1.13, forward and backward, with ties, NaNs and all -inf).
  * bwd recomputes the winner from src and adds diff_dst to it (windows may overlap). */
 void anx_f32_maxpool_fwd__ref(float *dst, const float *src, int n, int c, int ih, int iw, int oh, int ow,
                               int kh, int kw, int stride);

@@ -3,9 +3,10 @@
 
 void anx_f32_relu_fwd__ref(float *dst, const float *src, size_t count)
 {
-    /* dst, src [count]; a NaN fails "<= 0" and passes through, like torch.relu */
+    /* dst, src [count].  As torch.relu (checked against torch 1.13): negatives -> +0; a NaN and
+       -0 fail "< 0" and pass through unchanged */
 #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < count; i++) dst[i] = src[i] <= 0.0f ? 0.0f : src[i];
+    for (size_t i = 0; i < count; i++) dst[i] = src[i] < 0.0f ? 0.0f : src[i];
 }
 
 void anx_f32_relu_bwd__ref(float *diff_src, const float *diff_dst, const float *dst, size_t count)

@@ -13,12 +13,16 @@
 #include "anx/rng.h"
 #include "testutil.h"
 
-static double now(void)
+static double clock_s(clockid_t id)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(id, &ts);
     return ts.tv_sec + 1e-9 * ts.tv_nsec;
 }
+
+static double now(void) { return clock_s(CLOCK_MONOTONIC); }
+/* CPU seconds of all threads: on a shared machine wall time includes waiting for a core */
+static double cpu_now(void) { return clock_s(CLOCK_PROCESS_CPUTIME_ID); }
 
 int main(int argc, char **argv)
 {
@@ -39,13 +43,13 @@ int main(int argc, char **argv)
     anx_net_set_input(net, input, target);
     anx_net_set_dropout_seed(net, 1);
 
-    double t0 = now();
+    double t0 = now(), c0 = cpu_now();
     float loss = anx_net_forward(net, 1);
-    double t1 = now();
+    double t1 = now(), c1 = cpu_now();
     anx_net_backward(net);
-    double t2 = now();
+    double t2 = now(), c2 = cpu_now();
     anx_net_adam(net, 1e-3f);
-    double t3 = now();
+    double t3 = now(), c3 = cpu_now();
 
     printf("ref AlexNet(3, 1000) batch %d, %d threads: loss %.6f (ln 1000 = %.6f)\n", batch, threads, loss, log(1000.0));
     printf("%-18s %10s %10s %12s\n", "layer", "fwd ms", "bwd_data", "bwd_weights");
@@ -54,8 +58,10 @@ int main(int argc, char **argv)
         printf("%-18s %10.1f %10.1f %12.1f\n", name, 1e3 * anx_net_layer_seconds(net, i, ANX_FWD),
                1e3 * anx_net_layer_seconds(net, i, ANX_BWD_DATA), 1e3 * anx_net_layer_seconds(net, i, ANX_BWD_WEIGHTS));
     }
-    printf("forward %.3f s, backward %.3f s, fwd+bwd %.3f s, adam %.3f s, step %.3f s\n", t1 - t0, t2 - t1,
-           t2 - t0, t3 - t2, t3 - t0);
+    printf("wall: forward %.3f s, backward %.3f s, fwd+bwd %.3f s, adam %.3f s, step %.3f s\n", t1 - t0,
+           t2 - t1, t2 - t0, t3 - t2, t3 - t0);
+    printf("cpu (all threads): forward %.3f s, backward %.3f s, fwd+bwd %.3f s, adam %.3f s, step %.3f s\n",
+           c1 - c0, c2 - c1, c2 - c0, c3 - c2, c3 - c0);
 
     TU_CHECKF(isfinite(loss), "loss is %g", loss);
     for (int p = 0; p < ANX_NUM_PARAMS; p++) {
