@@ -474,6 +474,35 @@ static int run_steps(anx_net *net, const step_opts *o, const step_batch *b)
     return bad ? ANX_EXIT_FAIL : ANX_EXIT_OK;
 }
 
+/* The configuration and the batch from the files and flags; every file is fully checked
+ * against the model here, before the network is built. */
+static int load_files(const step_opts *o, anx_st_file *wf, anx_st_file *xf, anx_model_config *cfg,
+                      step_batch *batch)
+{
+    char err[ERR_LEN];
+    int rc;
+    *cfg = (anx_model_config){o->in_dim > 0 ? o->in_dim : 3, o->classes > 0 ? o->classes : 1000,
+                              o->batch > 0 ? o->batch : 2, 227};
+    if (o->weights) {
+        if (anx_st_read(wf, o->weights, err, sizeof err)) return cli_error(CMD, "%s", err);
+        if ((rc = config_from_weights(wf, o, cfg))) return rc;
+    }
+    if (o->input) {
+        if (anx_st_read(xf, o->input, err, sizeof err)) return cli_error(CMD, "%s", err);
+        if ((rc = config_from_input(xf, o, o->weights != NULL, cfg))) return rc;
+    }
+    anx_model model;
+    if (anx_model_init(&model, cfg, err, sizeof err))
+        return cli_error(CMD, "%s%s%s", o->input ? o->input : "", o->input ? ": " : "", err);
+    if (o->weights) {
+        int64_t t;
+        if ((rc = check_weight_keys(wf, &model)) || (rc = check_weight_shapes(wf, &model)) ||
+            (has_adam_state(wf) && (rc = read_adam_step(wf, &t))))
+            return rc;
+    }
+    return o->input ? load_batch(xf, cfg, batch) : seed_batch(cfg, (uint64_t)o->seed, batch);
+}
+
 static int run(int argc, char **argv)
 {
     step_opts o = {.backend = "ref", .in_dim = -1, .classes = -1, .batch = -1, .seed = 1, .steps = 1,
@@ -506,30 +535,8 @@ static int run(int argc, char **argv)
     step_batch batch = {0};
     anx_net *net = NULL;
     char err[ERR_LEN];
-    anx_model_config cfg = {o.in_dim > 0 ? o.in_dim : 3, o.classes > 0 ? o.classes : 1000,
-                            o.batch > 0 ? o.batch : 2, 227};
-    if (o.weights) {
-        if (anx_st_read(&wf, o.weights, err, sizeof err)) return cli_error(CMD, "%s", err);
-        if ((rc = config_from_weights(&wf, &o, &cfg))) goto out;
-    }
-    if (o.input) {
-        if (anx_st_read(&xf, o.input, err, sizeof err)) {
-            rc = cli_error(CMD, "%s", err);
-            goto out;
-        }
-        if ((rc = config_from_input(&xf, &o, o.weights != NULL, &cfg))) goto out;
-    }
-    anx_model model;
-    if (anx_model_init(&model, &cfg, err, sizeof err)) {
-        rc = cli_error(CMD, "%s%s%s", o.input ? o.input : "", o.input ? ": " : "", err);
-        goto out;
-    }
-    if (o.weights && ((rc = check_weight_keys(&wf, &model)) || (rc = check_weight_shapes(&wf, &model)))) goto out;
-    if (o.weights && has_adam_state(&wf)) {
-        int64_t t;
-        if ((rc = read_adam_step(&wf, &t))) goto out;
-    }
-    if ((rc = o.input ? load_batch(&xf, &cfg, &batch) : seed_batch(&cfg, (uint64_t)o.seed, &batch))) goto out;
+    anx_model_config cfg;
+    if ((rc = load_files(&o, &wf, &xf, &cfg, &batch))) goto out;
 
     if (!(net = anx_net_create(be, &cfg, o.threads, err, sizeof err))) {
         rc = cli_error(CMD, "--backend %s: %s", be->name, err);
