@@ -91,8 +91,8 @@ static int list_dir(const char *dir, strvec *dirs, strvec *files, char *err, siz
     }
     closedir(d);
     if (rc) snprintf(err, errlen, "%s: out of memory listing it", dir);
-    if (dirs) qsort(dirs->v, dirs->n, sizeof *dirs->v, cmp_str);
-    if (files) qsort(files->v, files->n, sizeof *files->v, cmp_str);
+    if (dirs && dirs->n > 1) qsort(dirs->v, dirs->n, sizeof *dirs->v, cmp_str);
+    if (files && files->n > 1) qsort(files->v, files->n, sizeof *files->v, cmp_str);
     return rc;
 }
 
