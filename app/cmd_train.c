@@ -150,6 +150,20 @@ static int load_checkpoint(trainer *t, const char *path, char *err, size_t errle
         goto done;
     }
     t->o.seed = strtoll(seed, NULL, 10); /* the shuffle and dropout streams continue from it */
+    const char *classes = anx_st_meta(&f, "classes");
+    size_t at = 0;
+    for (int c = 0; classes && c < t->train.n_classes; c++) { /* "daisy,dandelion,..." in label order */
+        size_t n = strlen(t->train.classes[c]);
+        if (strncmp(classes + at, t->train.classes[c], n) != 0 || (classes[at + n] != ',' && classes[at + n] != 0))
+            classes = NULL;
+        else
+            at += n + (classes[at + n] == ',');
+    }
+    if (!classes || classes[at] != 0) {
+        snprintf(err, errlen, "%s: its classes (%s) are not those of %s/train", path,
+                 anx_st_meta(&f, "classes") ? anx_st_meta(&f, "classes") : "missing", t->o.data);
+        goto done;
+    }
     static const anx_state st[3] = {ANX_PARAM, ANX_EXP_AVG, ANX_EXP_AVG_SQ};
     static const char *const prefix[3] = {"", "adam.exp_avg.", "adam.exp_avg_sq."};
     for (int s = 0; s < 3; s++)
@@ -303,6 +317,7 @@ static int train_loop(trainer *t)
                 memcpy(grid_y + grid_n, t->y, sizeof(int64_t) * k);
                 grid_n += k;
                 if (grid_n == grid_max || batch + 1 == nbatches) {
+                    grid_max = grid_n; /* written once */
                     if (train_write_grid(t->o.grid, grid_x, grid_y, grid_n, t->o.size,
                                          (const char *const *)t->train.classes, err, sizeof err))
                         return cli_error(CMD, "%s", err);
