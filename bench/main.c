@@ -75,40 +75,46 @@ static const char *flag_value(const char *arg, const char *name)
     return strncmp(arg, name, n) == 0 && arg[n] == '=' ? arg + n + 1 : NULL;
 }
 
+/* A setting and where it came from (the flag or the environment variable), for error lines. */
+typedef struct setting {
+    const char *value, *from;
+} setting;
+
+static void from_env(setting *s, const char *var)
+{
+    const char *e = getenv(var);
+    if (e && *e) s->value = e, s->from = var;
+}
+
 /* Reads the env, then anx's flags (which win), removing the flags from argv. */
 static int configure(anx_bench_config *cfg, int *argc, char **argv)
 {
-    const char *batches = "2,32", *ref_batches = "2", *threads = NULL, *backends = NULL;
-    const char *e;
-    if ((e = getenv("ANX_BENCH_BATCHES")) && *e) batches = e;
-    if ((e = getenv("ANX_BENCH_REF_BATCHES")) && *e) ref_batches = e;
-    if ((e = getenv("ANX_BENCH_THREADS")) && *e) threads = e;
-    if ((e = getenv("ANX_BENCH_BACKENDS")) && *e) backends = e;
+    setting batches = {"2,32", "--batches"}, ref_batches = {"2", "--ref_batches"};
+    setting threads = {NULL, "--threads"}, backends = {NULL, "--backends"};
+    from_env(&batches, "ANX_BENCH_BATCHES");
+    from_env(&ref_batches, "ANX_BENCH_REF_BATCHES");
+    from_env(&threads, "ANX_BENCH_THREADS");
+    from_env(&backends, "ANX_BENCH_BACKENDS");
+    setting *flags[] = {&batches, &ref_batches, &threads, &backends};
+    const char *names[] = {"--batches", "--ref_batches", "--threads", "--backends"};
     int out = 1;
     for (int i = 1; i < *argc; i++) {
-        const char *a = argv[i], *v;
-        if ((v = flag_value(a, "--batches")))
-            batches = v;
-        else if ((v = flag_value(a, "--ref_batches")))
-            ref_batches = v;
-        else if ((v = flag_value(a, "--threads")))
-            threads = v;
-        else if ((v = flag_value(a, "--backends")))
-            backends = v;
-        else {
-            if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) fputs(kUsage, stdout);
-            argv[out++] = argv[i];
-        }
+        const char *v = NULL;
+        for (int f = 0; f < 4 && !v; f++)
+            if ((v = flag_value(argv[i], names[f]))) *flags[f] = (setting){v, names[f]};
+        if (v) continue;
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) fputs(kUsage, stdout);
+        argv[out++] = argv[i];
     }
     *argc = out;
     argv[out] = NULL;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     cfg->threads = ncpu > 0 ? (int)ncpu : 1;
-    cfg->backends = backends;
-    if (parse_batches("--batches", batches, cfg->batches, &cfg->nbatches)) return 2;
-    if (parse_batches("--ref_batches", ref_batches, cfg->ref_batches, &cfg->nref_batches)) return 2;
-    if (threads && parse_threads("--threads", threads, &cfg->threads)) return 2;
-    if (backends && check_backends("--backends", backends)) return 2;
+    cfg->backends = backends.value;
+    if (parse_batches(batches.from, batches.value, cfg->batches, &cfg->nbatches)) return 2;
+    if (parse_batches(ref_batches.from, ref_batches.value, cfg->ref_batches, &cfg->nref_batches)) return 2;
+    if (threads.value && parse_threads(threads.from, threads.value, &cfg->threads)) return 2;
+    if (backends.value && check_backends(backends.from, backends.value)) return 2;
     return 0;
 }
 

@@ -107,10 +107,10 @@ static void check_listing(void)
 }
 
 /* Bad input: exit 2, one line on stderr naming the culprit. */
-static void check_refusal(const char *args, const char *culprit)
+static void check_refusal(const char *env, const char *args, const char *culprit)
 {
     char cmd[512];
-    snprintf(cmd, sizeof cmd, TB_BENCH " %s --benchmark_list_tests 2>&1 >/dev/null", args);
+    snprintf(cmd, sizeof cmd, "%s " TB_BENCH " %s --benchmark_list_tests 2>&1 >/dev/null", env, args);
     int status;
     char *err = tb_run(cmd, &status);
     TU_CHECKF(status == 2, "'%s': exit status %d, want 2", args, status);
@@ -122,11 +122,14 @@ static void check_refusal(const char *args, const char *culprit)
 int main(void)
 {
     check_listing();
-    check_refusal("--batches=0", "--batches");
-    check_refusal("--batches=2,x", "--batches");
-    check_refusal("--ref_batches=", "--ref_batches");
-    check_refusal("--threads=zero", "--threads");
-    check_refusal("--backends=cuda", "--backends");
-    check_refusal("--no_such_flag", "--no_such_flag");
+    check_refusal("", "--batches=0", "--batches");
+    check_refusal("", "--batches=2,x", "--batches");
+    check_refusal("", "--ref_batches=", "--ref_batches");
+    check_refusal("", "--threads=zero", "--threads");
+    check_refusal("", "--backends=cuda", "--backends");
+    check_refusal("", "--no_such_flag", "--no_such_flag");
+    check_refusal("ANX_BENCH_THREADS=abc", "", "ANX_BENCH_THREADS");
+    check_refusal("ANX_BENCH_BATCHES=0", "", "ANX_BENCH_BATCHES");
+    check_refusal("ANX_BENCH_BACKENDS=cuda", "", "ANX_BENCH_BACKENDS");
     return tu_finish("test_bench_list");
 }
