@@ -296,16 +296,13 @@ int anx_onednn_ctx_threads(const void *ctx)
 
 static const char *onednn_unavailable(void)
 {
-    dnnl_engine_t e = NULL;
-    if (dnnl_engine_get_count(dnnl_cpu) < 1) return "oneDNN reports no CPU engine";
-    (void)e;
-    return NULL;
+    return dnnl_engine_get_count(dnnl_cpu) < 1 ? "oneDNN reports no CPU engine" : NULL;
 }
 
 static const char *onednn_supports(const anx_layer_desc *l, anx_dir dir)
 {
-    (void)dir;
     if ((l->op == ANX_OP_MAXPOOL || l->op == ANX_OP_CONV2D) && l->stride < 1) return "stride must be >= 1";
+    if (l->op == ANX_OP_CONV2D) return anx_onednn_conv2d_declines(l, dir);
     return NULL;
 }
 

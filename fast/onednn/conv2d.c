@@ -68,6 +68,36 @@ void anx_onednn_conv2d_weights_md(dnnl_memory_desc_t *md, const anx_layer_desc *
 
 static int impl_is_ref(const onednn_prim *p) { return strncmp(p->impl, "ref", 3) == 0; }
 
+/* oneDNN 2.6 has no jit backward data for a first-layer convolution (ic below the block: plain
+ * nchw src); its ref:any takes minutes at Alexnet's Conv2d-1.  The step never needs d input, so
+ * that direction is declined (reported skipped) rather than run at reference speed. */
+const char *anx_onednn_conv2d_declines(const anx_layer_desc *l, anx_dir dir)
+{
+    if (dir != ANX_BWD_DATA) return NULL;
+    dnnl_memory_desc_t w, s, b, d, any;
+    dnnl_dims_t st, pl, pr;
+    anx_onednn_conv2d_weights_md(&w, l);
+    conv_mds(l, &s, &b, &d, st, pl, pr);
+    weights_any(&any, l);
+    dnnl_convolution_desc_t cd;
+    dnnl_primitive_desc_t fpd, bpd;
+    fwd_desc(&cd, l, &w);
+    ONEDNN_CHECK(dnnl_primitive_desc_create(&fpd, &cd, NULL, anx_onednn_engine(), NULL));
+    ONEDNN_CHECK(dnnl_convolution_backward_data_desc_init(&cd, dnnl_convolution_direct, &s, &any, &d, st, pl, pr));
+    const char *why = NULL, *impl = NULL;
+    if (dnnl_primitive_desc_create(&bpd, &cd, NULL, anx_onednn_engine(), fpd) != dnnl_success) {
+        why = "oneDNN has no convolution backward data for this shape";
+    } else {
+        if (dnnl_primitive_desc_query(bpd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success && impl &&
+            strncmp(impl, "ref", 3) == 0)
+            why = "oneDNN 2.6 has only its reference ref:any for this convolution's backward data "
+                  "(first layer, ic below the channel block); the training step never needs d input";
+        dnnl_primitive_desc_destroy(bpd);
+    }
+    dnnl_primitive_desc_destroy(fpd);
+    return why;
+}
+
 static void make_bwd_weights(conv_ctx *c, const anx_layer_desc *l, const dnnl_memory_desc_t *w)
 {
     dnnl_memory_desc_t s, b, d, any;

@@ -90,6 +90,9 @@ void onednn_prim_destroy(onednn_prim *p);
 void anx_onednn_reorder_once(const dnnl_memory_desc_t *src_md, const void *src, const dnnl_memory_desc_t *dst_md,
                              void *dst, anx_onednn_reorder_kind kind);
 
+/* NULL, or why conv2d declines dir for l (see conv2d.c). */
+const char *anx_onednn_conv2d_declines(const anx_layer_desc *l, anx_dir dir);
+
 /* Per-layer contexts: one create / destroy / impl_name per layer file. */
 void *anx_onednn_conv2d_create(const anx_layer_desc *l, int threads);
 void *anx_onednn_relu_create(const anx_layer_desc *l, int threads);
