@@ -478,7 +478,10 @@ def main():
     print(md)
     print(f"report.py: wrote {a.out}/report.md, report.json" + "".join(f", {os.path.basename(p)}" for p in pngs),
           file=sys.stderr)
-    return 0
+    failed = sorted(rn for rn, res in runs.items() if "error" in res and not res["error"].startswith("skipped"))
+    for rn in failed:
+        print(f"report.py: {rn}: {runs[rn]['error']}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
