@@ -22,6 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <omp.h>
+
 #include "anx/rng.h"
 #include "ref/ref.h"
 #include "testutil.h"
@@ -349,10 +351,18 @@ static void test_loss(int n, int c, uint64_t seed)
 
 int main(void)
 {
+    /* thousands of tiny kernel calls: one thread (thread-count independence is test_ref_backend's;
+       on a loaded machine every parallel region of a tiny call costs a context switch) */
+    omp_set_num_threads(1);
     test_conv(2, 3, 9, 9, 4, 3, 3, 2, 1, 11);  /* stride 2, pad 1 */
     test_conv(2, 3, 9, 9, 4, 5, 5, 1, 2, 12);  /* AlexNet conv2's k5 s1 p2 */
     test_conv(1, 2, 15, 15, 3, 7, 7, 4, 0, 13); /* conv1-like stride 4, no pad; 15 = 4*2 + 7 */
     test_conv(2, 2, 7, 10, 3, 3, 2, 2, 1, 14);  /* non-square image and kernel */
+    /* stride 1 runs the flattened-plane kernels: odd shapes, no pad, pad >= kernel */
+    test_conv(2, 3, 8, 6, 3, 3, 2, 1, 1, 15);
+    test_conv(1, 2, 7, 7, 2, 3, 3, 1, 0, 16);
+    test_conv(1, 2, 5, 4, 2, 2, 2, 1, 2, 17);
+    test_conv(1, 2, 6, 6, 2, 5, 1, 1, 0, 18);
     test_linear(3, 2 * 3 * 3, 5, 21);          /* a Linear-14-like flattened [n, 2, 3, 3] input */
     test_maxpool(2, 3, 9, 9, 3, 2, 31);        /* AlexNet's 3/2: overlapping windows */
     test_maxpool(1, 2, 8, 7, 2, 2, 32);        /* floor mode drops the last column */
