@@ -272,11 +272,87 @@ void anx_f32_conv2d_bwd_data__ref(float *diff_src, const float *diff_dst, const 
 /* Columns per stack chunk of partial sums in bwd_weights (bounds the stack, not the order). */
 enum { COLS = 64 };
 
+/* Bias gradient: diff_b[o] = sum over (n, oy, ox) in that order. */
+static void conv2d_bwd_bias(float *diff_b, const float *diff_dst, int n, int oc, int oh, int ow)
+{
+    const size_t dplane = (size_t)oh * ow;
+#pragma omp parallel for schedule(static)
+    for (int o = 0; o < oc; o++) {
+        float sum = 0.0f;
+        for (int bi = 0; bi < n; bi++) {
+            const float *dd = diff_dst + ((size_t)bi * oc + o) * dplane; /* [oh, ow] */
+            for (size_t i = 0; i < dplane; i++) sum += dd[i];
+        }
+        diff_b[o] = sum;
+    }
+}
+
+/* Stride 1: the same per-column order with the columns in register-sized chunks of LANES whose
+ * partial sums stay in registers over all (n, oy): diff_dst re-laid with a pitch rounded up to
+ * LANES (zero columns beyond ow) and the source zero-padded to [ph, that pitch + kw - 1], so every
+ * tap is in range.  Padding taps and the extra columns add +-0: the values are the rows
+ * version's bit for bit, up to the sign of an exact zero. */
+enum { LANES = 16 };
+
+static int conv2d_bwd_weights_flat_s1(float *diff_w, const float *src, const float *diff_dst, int n, int ic, int ih,
+                                      int iw, int oc, int oh, int ow, int kh, int kw, int pad)
+{
+    const int q = (ow + LANES - 1) / LANES * LANES, ps = q + kw - 1, ph = ih + 2 * pad;
+    const size_t splane = (size_t)ph * ps, dplane = (size_t)oh * q;
+    float *spad = malloc((size_t)n * ic * splane * sizeof *spad); /* [n, ic, ph, ps] */
+    float *ddq = malloc((size_t)n * oc * dplane * sizeof *ddq);   /* [n, oc, oh, q] */
+    if (!spad || !ddq) {
+        free(spad), free(ddq);
+        return 0;
+    }
+#pragma omp parallel for schedule(static)
+    for (size_t p = 0; p < (size_t)n * ic; p++) {
+        float *sp = spad + p * splane;
+        memset(sp, 0, splane * sizeof *sp);
+        for (int y = 0; y < ih; y++)
+            memcpy(sp + (size_t)(y + pad) * ps + pad, src + (p * ih + y) * iw, iw * sizeof *sp);
+    }
+#pragma omp parallel for schedule(static)
+    for (size_t p = 0; p < (size_t)n * oc; p++) {
+        float *d = ddq + p * dplane;
+        memset(d, 0, dplane * sizeof *d);
+        for (int oy = 0; oy < oh; oy++) memcpy(d + (size_t)oy * q, diff_dst + (p * oh + oy) * ow, ow * sizeof *d);
+    }
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int o = 0; o < oc; o++) {
+        for (int c = 0; c < ic; c++) {
+            float *dw = diff_w + ((size_t)o * ic + c) * kh * kw; /* [kh, kw] */
+            for (int ky = 0; ky < kh; ky++) {
+                for (int kx = 0; kx < kw; kx++) {
+                    float sum = 0.0f;
+                    for (int x0 = 0; x0 < q; x0 += LANES) {
+                        float acc[LANES] = {0}; /* column x0 + j: its sum over (n, oy) */
+                        for (int bi = 0; bi < n; bi++) {
+                            const float *dd = ddq + ((size_t)bi * oc + o) * dplane + x0;                 /* [oh, q] */
+                            const float *sp = spad + ((size_t)bi * ic + c) * splane + (size_t)ky * ps + x0 + kx; /* [ph, ps] */
+                            for (int oy = 0; oy < oh; oy++)
+                                for (int j = 0; j < LANES; j++) acc[j] += dd[(size_t)oy * q + j] * sp[(size_t)oy * ps + j];
+                        }
+                        for (int j = 0; j < LANES; j++) sum += acc[j];
+                    }
+                    dw[ky * kw + kx] = sum;
+                }
+            }
+        }
+    }
+    free(spad), free(ddq);
+    return 1;
+}
+
 void anx_f32_conv2d_bwd_weights__ref(float *diff_w, float *diff_b, const float *src, const float *diff_dst,
                                      int n, int ic, int ih, int iw, int oc, int oh, int ow, int kh, int kw,
                                      int stride, int pad)
 {
     /* diff_w [oc, ic, kh, kw], diff_b [oc] or NULL, src [n, ic, ih, iw], diff_dst [n, oc, oh, ow] */
+    if (diff_b) conv2d_bwd_bias(diff_b, diff_dst, n, oc, oh, ow);
+    if (stride == 1 && oh > 0 && ow > 0 &&
+        conv2d_bwd_weights_flat_s1(diff_w, src, diff_dst, n, ic, ih, iw, oc, oh, ow, kh, kw, pad))
+        return;
     const size_t splane = (size_t)ih * iw, dplane = (size_t)oh * ow;
 #pragma omp parallel for collapse(2) schedule(static)
     for (int o = 0; o < oc; o++) {
@@ -314,15 +390,5 @@ void anx_f32_conv2d_bwd_weights__ref(float *diff_w, float *diff_b, const float *
                 }
             }
         }
-    }
-    if (!diff_b) return;
-#pragma omp parallel for schedule(static)
-    for (int o = 0; o < oc; o++) {
-        float sum = 0.0f;
-        for (int bi = 0; bi < n; bi++) {
-            const float *dd = diff_dst + ((size_t)bi * oc + o) * dplane; /* [oh, ow] */
-            for (size_t i = 0; i < dplane; i++) sum += dd[i];
-        }
-        diff_b[o] = sum;
     }
 }
