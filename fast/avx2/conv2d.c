@@ -51,17 +51,17 @@ static void pad_act(float *dst, const float *src, int n, int c, int h, int w, in
 
 /* out [nb][RW][8] (block stride out_bs) = bias + sum over (icb, ky, f) of in[r][icb, ky, f] * w.
  * in[r]: the padded-src address of pixel r's window corner; w [nb][icb][ky][f][8] (stride w_bs).
- * Pixels r >= nvalid repeat pixel 0 and are not stored. */
-AX_INLINE void conv_fwd_tile(const int nb, float *out, size_t out_bs, int nvalid,
+ * nb (1, 2) and nvalid (1..RW, the pixels computed) are compile-time constants at every call. */
+AX_INLINE void conv_fwd_tile(const int nb, float *out, size_t out_bs, const int nvalid,
                              const float *const in[RW], const float *w, size_t w_bs, const float *bias,
                              int nicb, size_t icb_stride, int kh, size_t row_stride, int f)
 {
-    __m256 acc[RW][2];
-    for (int j = 0; j < nb; j++) {
-        __m256 b = bias ? _mm256_loadu_ps(bias + 8 * j) : _mm256_setzero_ps();
-#pragma GCC unroll 6
-        for (int r = 0; r < RW; r++) acc[r][j] = b;
-    }
+    /* named accumulators c<r><j> (pixel r, block j): GCC keeps an array that is indexed under
+       conditions in memory and stores it after every FMA */
+    const __m256 b0 = bias ? _mm256_loadu_ps(bias) : _mm256_setzero_ps();
+    const __m256 b1 = bias && nb > 1 ? _mm256_loadu_ps(bias + 8) : _mm256_setzero_ps();
+    __m256 c00 = b0, c10 = b0, c20 = b0, c30 = b0, c40 = b0, c50 = b0;
+    __m256 c01 = b1, c11 = b1, c21 = b1, c31 = b1, c41 = b1, c51 = b1;
     for (int icb = 0; icb < nicb; icb++) {
         for (int ky = 0; ky < kh; ky++) {
             const size_t off = icb * icb_stride + ky * row_stride;
@@ -71,23 +71,44 @@ AX_INLINE void conv_fwd_tile(const int nb, float *out, size_t out_bs, int nvalid
                 const __m256 w0 = _mm256_loadu_ps(w);
                 const __m256 w1 = nb > 1 ? _mm256_loadu_ps(w + w_bs) : w0;
                 __m256 b;
-#define AX_FMA_PIXEL(r, p)                                                         \
-    b = _mm256_broadcast_ss((p) + t);                                              \
-    acc[r][0] = _mm256_fmadd_ps(b, w0, acc[r][0]);                                 \
-    if (nb > 1) acc[r][1] = _mm256_fmadd_ps(b, w1, acc[r][1]);
-                AX_FMA_PIXEL(0, p0)
-                AX_FMA_PIXEL(1, p1)
-                AX_FMA_PIXEL(2, p2)
-                AX_FMA_PIXEL(3, p3)
-                AX_FMA_PIXEL(4, p4)
-                AX_FMA_PIXEL(5, p5)
+#define AX_FMA_PIXEL(r)                                                            \
+    if (nvalid > r) {                                                              \
+        b = _mm256_broadcast_ss(p##r + t);                                         \
+        c##r##0 = _mm256_fmadd_ps(b, w0, c##r##0);                                 \
+        if (nb > 1) c##r##1 = _mm256_fmadd_ps(b, w1, c##r##1);                     \
+    }
+                AX_FMA_PIXEL(0)
+                AX_FMA_PIXEL(1)
+                AX_FMA_PIXEL(2)
+                AX_FMA_PIXEL(3)
+                AX_FMA_PIXEL(4)
+                AX_FMA_PIXEL(5)
 #undef AX_FMA_PIXEL
             }
         }
     }
-    for (int j = 0; j < nb; j++)
-        for (int r = 0; r < RW; r++)
-            if (r < nvalid) _mm256_storeu_ps(out + j * out_bs + 8 * r, acc[r][j]);
+#define AX_STORE(r)                                                                \
+    if (nvalid > r) {                                                              \
+        _mm256_storeu_ps(out + 8 * r, c##r##0);                                    \
+        if (nb > 1) _mm256_storeu_ps(out + out_bs + 8 * r, c##r##1);               \
+    }
+    AX_STORE(0) AX_STORE(1) AX_STORE(2) AX_STORE(3) AX_STORE(4) AX_STORE(5)
+#undef AX_STORE
+}
+
+/* The 12 (nb, nvalid) specialisations: a row tail computes only its valid pixels. */
+static void conv_fwd_tile_any(int nb, float *out, size_t out_bs, int nvalid, const float *const in[RW],
+                              const float *w, size_t w_bs, const float *bias, int nicb, size_t icb_stride,
+                              int kh, size_t row_stride, int f)
+{
+#define AX_CASE(NB, NV)                                                                          \
+    if (nb == NB && nvalid == NV) {                                                              \
+        conv_fwd_tile(NB, out, out_bs, NV, in, w, w_bs, bias, nicb, icb_stride, kh, row_stride, f); \
+        return;                                                                                  \
+    }
+    AX_CASE(2, 6) AX_CASE(2, 5) AX_CASE(2, 4) AX_CASE(2, 3) AX_CASE(2, 2) AX_CASE(2, 1)
+    AX_CASE(1, 6) AX_CASE(1, 5) AX_CASE(1, 4) AX_CASE(1, 3) AX_CASE(1, 2) AX_CASE(1, 1)
+#undef AX_CASE
 }
 
 void anx_f32_conv2d_fwd__avx2_6x16(float *dst, const float *src, const float *w, const float *b,
@@ -120,11 +141,7 @@ void anx_f32_conv2d_fwd__avx2_6x16(float *dst, const float *src, const float *w,
                     const size_t oy = q / cv->ow, ox = q % cv->ow;
                     in[r] = img + (oy * cv->stride * wp + ox * cv->stride) * cbi;
                 }
-                if (nb == 2)
-                    conv_fwd_tile(2, out + p * 8, plane * 8, nvalid, in, wb, w_bs, bias, nicb,
-                                  icb_stride, cv->kh, row_stride, f);
-                else
-                    conv_fwd_tile(1, out + p * 8, plane * 8, nvalid, in, wb, w_bs, bias, nicb,
+                conv_fwd_tile_any(nb, out + p * 8, plane * 8, nvalid, in, wb, w_bs, bias, nicb,
                                   icb_stride, cv->kh, row_stride, f);
             }
         }

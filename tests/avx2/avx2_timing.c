@@ -1,12 +1,13 @@
 /* avx2_timing: per-layer GFLOP/s of the avx2 backend against this core's measured AVX2 FMA peak.
  * A measuring tool, not a test (the benchmark suite in bench/ is the reference for reports):
- *     avx2_timing [batch 32] [threads 1] [reps 3]
+ *     avx2_timing [batch 32] [threads 1] [reps 3] [backend avx2] [layer tags, e.g. conv2,conv3]
  * prints one row per (layer, direction): best-of-reps CPU ms, GFLOP/s per core and % of peak. */
 #pragma GCC target("avx2,fma")
 #include <immintrin.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "anx/backend.h"
@@ -80,7 +81,7 @@ int main(int argc, char **argv)
     if (anx_model_init(&m, &cfg, err, sizeof err)) return fprintf(stderr, "%s\n", err), 2;
     for (int i = 0; i < ANX_NUM_LAYERS; i++) {
         const anx_layer_desc *l = &m.layers[i];
-        if (!anx_desc_has_weights(l)) continue;
+        if (!anx_desc_has_weights(l) || (argc > 5 && !strstr(argv[5], l->tag))) continue;
         void *ctx = be->layer_create ? be->layer_create(l, threads) : NULL;
         anx_args a = {0};
         a.src = filled(be->tensor_floats(l, ANX_SRC), 1);
