@@ -1,6 +1,6 @@
 /* Adam (oneDNN has no optimizer primitive): PyTorch 1.13's _single_tensor_adam on float32, in
  * PyTorch's rounding order (the ref backend's ref/adam.c documents it op by op):
- *   m = fma(g, 1-b1, m*b1);  v = v*b2 + ((1-b2)*g)*g;  p = p + (-step_size*m) / (sqrt(v)/sqrt(bc2) + eps)
+ *   m = fma(g, 1-b1, m*b1);  v = fma((1-b2)*g, g, v*b2);  p = p + (-step_size*m) / (sqrt(v)/sqrt(bc2) + eps)
  * with the scalars computed in double and cast to float, as PyTorch's Scalar::to<float> does.
  * AVX2+FMA when the CPU has them (8 lanes, the same single-rounding fma), else scalar fmaf: both
  * round identically, and every element is independent, so the bits match the ref backend for any
@@ -45,7 +45,7 @@ static void adam_f32_scalar(float *p, const float *g, float *m, float *v, size_t
 {
     for (size_t i = lo; i < hi; i++) {
         float mi = fmaf(g[i], s->one_minus_b1, m[i] * s->b1);
-        float vi = v[i] * s->b2 + (s->one_minus_b2 * g[i]) * g[i];
+        float vi = fmaf(s->one_minus_b2 * g[i], g[i], v[i] * s->b2);
         p[i] = p[i] + (s->neg_step_size * mi) / (sqrtf(vi) / s->bc2_sqrt + s->eps);
         m[i] = mi;
         v[i] = vi;
@@ -63,7 +63,7 @@ __attribute__((target("avx2,fma"))) static void adam_f32_avx2_8(float *p, const 
     for (; i + 8 <= hi; i += 8) {
         __m256 gi = _mm256_loadu_ps(g + i);
         __m256 mi = _mm256_fmadd_ps(gi, omb1, _mm256_mul_ps(_mm256_loadu_ps(m + i), b1));
-        __m256 vi = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(v + i), b2), _mm256_mul_ps(_mm256_mul_ps(omb2, gi), gi));
+        __m256 vi = _mm256_fmadd_ps(_mm256_mul_ps(omb2, gi), gi, _mm256_mul_ps(_mm256_loadu_ps(v + i), b2));
         __m256 den = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(vi), bc2), eps);
         __m256 pi = _mm256_add_ps(_mm256_loadu_ps(p + i), _mm256_div_ps(_mm256_mul_ps(nss, mi), den));
         _mm256_storeu_ps(p + i, pi);
