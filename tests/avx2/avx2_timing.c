@@ -1,7 +1,11 @@
 /* avx2_timing: per-layer GFLOP/s of the avx2 backend against this core's measured AVX2 FMA peak.
  * A measuring tool, not a test (the benchmark suite in bench/ is the reference for reports):
  *     avx2_timing [batch 32] [threads 1] [reps 3] [backend avx2] [layer tags, e.g. conv2,conv3]
- * prints one row per (layer, direction): best-of-reps CPU ms, GFLOP/s per core and % of peak. */
+ * prints one row per (layer, direction): best-of-reps CPU ms, GFLOP/s per core and % of peak.
+ *     avx2_timing step [batch 32] [threads 2] [steps 3] [backends avx2,onednn]
+ * runs whole training steps on each backend in turn in one process (run with
+ * ONEDNN_MAX_CPU_ISA=AVX2 and OMP_WAIT_POLICY=passive) and prints per backend the median wall
+ * and CPU seconds per step and the slowest layers. */
 #pragma GCC target("avx2,fma")
 #include <immintrin.h>
 #include <omp.h>
@@ -12,6 +16,8 @@
 
 #include "anx/backend.h"
 #include "anx/model.h"
+#include "anx/net.h"
+#include "anx/rng.h"
 
 /* Process CPU time, not wall time: the machine is shared, and with one thread CPU time is the
  * time this core really spent, so % of peak stays meaningful under load (with T threads it is
@@ -61,8 +67,81 @@ static float *filled(size_t n, unsigned seed)
     return p;
 }
 
+static double wall(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    const double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+enum { MAX_BE = 4, MAX_STEPS = 32 };
+
+static int step_mode(int argc, char **argv)
+{
+    const int batch = argc > 2 ? atoi(argv[2]) : 32, threads = argc > 3 ? atoi(argv[3]) : 2;
+    int steps = argc > 4 ? atoi(argv[4]) : 3;
+    if (steps > MAX_STEPS) steps = MAX_STEPS;
+    char names[128];
+    snprintf(names, sizeof names, "%s", argc > 5 ? argv[5] : "avx2,onednn");
+    const anx_model_config cfg = {3, 1000, batch, 227};
+    anx_net *nets[MAX_BE];
+    int nb = 0;
+    for (char *tok = strtok(names, ","); tok && nb < MAX_BE; tok = strtok(NULL, ",")) {
+        const anx_backend *be = anx_backend_find(tok);
+        char err[256];
+        anx_net *net = be ? anx_net_create(be, &cfg, threads, err, sizeof err) : NULL;
+        if (!net) {
+            printf("%s: skipped: %s\n", tok, be ? err : "not compiled in");
+            continue;
+        }
+        anx_net_init_params(net, 1);
+        const size_t nin = anx_desc_plain_count(&anx_net_model(net)->layers[0], ANX_SRC);
+        float *x = malloc(nin * sizeof *x);
+        int64_t *t = malloc(batch * sizeof *t);
+        anx_rng_fill_u01(x, nin, anx_rng_key(1, "input", 0));
+        anx_rng_fill_targets(t, batch, anx_rng_key(1, "target", 0), cfg.n_class);
+        anx_net_set_input(net, x, t);
+        free(x), free(t);
+        anx_net_train_step(net, 1e-3f); /* warm-up: first-touch of every buffer */
+        nets[nb++] = net;
+    }
+    double w[MAX_BE][MAX_STEPS], c[MAX_BE][MAX_STEPS], lsec[MAX_BE][ANX_NUM_LAYERS + 1][ANX_DIR_COUNT] = {{{0}}};
+    for (int s = 0; s < steps; s++) { /* alternate backends so machine load hits both alike */
+        for (int b = 0; b < nb; b++) {
+            const double w0 = wall(), c0 = now();
+            anx_net_train_step(nets[b], 1e-3f);
+            w[b][s] = wall() - w0, c[b][s] = now() - c0;
+            for (int i = 0; i <= ANX_NUM_LAYERS; i++)
+                for (int d = 0; d < ANX_DIR_COUNT; d++) lsec[b][i][d] += anx_net_layer_seconds(nets[b], i, (anx_dir)d);
+        }
+    }
+    printf("Alexnet(3, 1000) batch %d, %d thread(s), %d steps per backend, alternating\n", batch, threads, steps);
+    for (int b = 0; b < nb; b++) {
+        qsort(w[b], steps, sizeof(double), cmp_double), qsort(c[b], steps, sizeof(double), cmp_double);
+        const anx_net *net = nets[b];
+        printf("%-8s median wall %.3f s/step (%.2f images/s), median CPU %.3f s/step, adam %.3f s\n",
+               anx_net_backend(net)->name, w[b][steps / 2], batch / w[b][steps / 2], c[b][steps / 2],
+               anx_net_adam_seconds(net));
+        for (int i = 0; i <= ANX_NUM_LAYERS; i++) {
+            const anx_model *m = anx_net_model(net);
+            const char *name = i < ANX_NUM_LAYERS ? m->layers[i].tag : "loss";
+            printf("    %-6s fwd %7.1f ms  bwd_data %7.1f ms  bwd_weights %7.1f ms\n", name,
+                   1e3 * lsec[b][i][0] / steps, 1e3 * lsec[b][i][1] / steps, 1e3 * lsec[b][i][2] / steps);
+        }
+    }
+    for (int b = 0; b < nb; b++) anx_net_destroy(nets[b]);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "step") == 0) return step_mode(argc, argv);
     const int batch = argc > 1 ? atoi(argv[1]) : 32, threads = argc > 2 ? atoi(argv[2]) : 1;
     const int reps = argc > 3 ? atoi(argv[3]) : 3;
     const anx_backend *be = argc > 4 ? anx_backend_find(argv[4]) : &anx_backend_avx2;
