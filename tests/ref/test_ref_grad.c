@@ -364,6 +364,7 @@ int main(void)
     test_conv(1, 2, 5, 4, 2, 2, 2, 1, 2, 17);
     test_conv(1, 2, 6, 6, 2, 5, 1, 1, 0, 18);
     test_linear(3, 2 * 3 * 3, 5, 21);          /* a Linear-14-like flattened [n, 2, 3, 3] input */
+    test_linear(2, 300, 11, 22);               /* k over several fwd chunks, oc with a partial block */
     test_maxpool(2, 3, 9, 9, 3, 2, 31);        /* AlexNet's 3/2: overlapping windows */
     test_maxpool(1, 2, 8, 7, 2, 2, 32);        /* floor mode drops the last column */
     test_relu_dropout(200, 41);
