@@ -15,6 +15,7 @@
  * dump is written (the writer commits by rename only after everything succeeded).
  */
 #include <errno.h>
+#include <float.h>
 #include <inttypes.h>
 #include <libgen.h>
 #include <math.h>
@@ -169,6 +170,37 @@ static int check_weight_shapes(const anx_st_file *w, const anx_model *m)
                                  shape_text(got, sizeof got, t->shape, t->ndim),
                                  shape_text(want, sizeof want, pi->shape, pi->ndim), m->cfg.in_dim,
                                  m->cfg.n_class, name);
+        }
+    }
+    return 0;
+}
+
+/* A NaN or Inf in the weights (or an F64 too large for float32) would only surface as a NaN
+ * loss after a step; it is bad input, refused from the file before the network is built and
+ * named by file, tensor and element.  Only the tensors check_weight_shapes found are read. */
+static int check_weight_values(const anx_st_file *w, const anx_model *m)
+{
+    int adam = has_adam_state(w);
+    char name[96];
+    for (int s = 0; s < ANX_STATE_COUNT; s++) {
+        if (!state_prefix[s] || (s != ANX_PARAM && !adam)) continue;
+        for (int p = 0; p < ANX_NUM_PARAMS; p++) {
+            snprintf(name, sizeof name, "%s%s", state_prefix[s], m->params[p].name);
+            const anx_st_tensor *t = anx_st_find(w, name);
+            const unsigned char *d = t->data; /* little-endian, maybe unaligned: memcpy */
+            for (size_t i = 0; i < t->count; i++) {
+                double g; /* F64 beyond FLT_MAX would become Inf (and the cast be undefined) */
+                if (t->dtype == ANX_DTYPE_F32) {
+                    float f;
+                    memcpy(&f, d + 4 * i, 4);
+                    g = f;
+                } else {
+                    memcpy(&g, d + 8 * i, 8);
+                }
+                if (!(fabs(g) <= FLT_MAX))
+                    return cli_error(CMD, "%s: element %zu is %g, not finite as float32 (tensor %s)", w->path, i, g,
+                                     name);
+            }
         }
     }
     return 0;
@@ -474,6 +506,42 @@ static int run_steps(anx_net *net, const step_opts *o, const step_batch *b)
     return bad ? ANX_EXIT_FAIL : ANX_EXIT_OK;
 }
 
+/* Bytes the network needs, in plain float32 (the backends' blocked layouts pad little): the
+ * parameters with their gradients and two Adam moments, every layer's output and its gradient,
+ * the dropout masks, and the batch twice (ours and the network's copy). */
+static double net_bytes(const anx_model *m, double *param_bytes)
+{
+    double params = 0.0, acts = (double)m->cfg.batch * m->cfg.in_dim * m->cfg.input_hw * m->cfg.input_hw * 2.0;
+    for (int p = 0; p < ANX_NUM_PARAMS; p++) params += (double)m->params[p].count * ANX_STATE_COUNT;
+    for (int i = 0; i < ANX_NUM_LAYERS; i++) {
+        double n = (double)anx_desc_plain_count(&m->layers[i], ANX_DST);
+        acts += m->layers[i].op == ANX_OP_DROPOUT ? 4.0 * n : 2.0 * n; /* + mask and ones */
+    }
+    *param_bytes = 4.0 * params;
+    return 4.0 * (params + acts);
+}
+
+/* Linux overcommits memory: a network larger than RAM may be allocated fine and the process
+ * OOM-killed while the buffers are first written.  So a size that cannot fit is refused here,
+ * naming what made it large: the classes / in_dim (parameters) or the batch. */
+static int check_memory(const anx_model *m, const step_opts *o)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (pages <= 0 || page <= 0) return 0; /* unknown: let the allocation decide */
+    double ram = (double)pages * (double)page, params, need = net_bytes(m, &params);
+    if (need <= ram) return 0;
+    const anx_model_config *c = &m->cfg;
+    char culprit[256];
+    if (params > ram / 2)
+        snprintf(culprit, sizeof culprit, "%s", o->weights ? o->weights : o->classes > 0 ? "--classes" : "--in-dim");
+    else if (o->input)
+        snprintf(culprit, sizeof culprit, "%s", o->input);
+    else
+        snprintf(culprit, sizeof culprit, "--batch %d", c->batch);
+    return cli_error(CMD, "%s: Alexnet(%d, %d) at batch %d input %d needs about %.1f GiB, more than the %.1f GiB of RAM here",
+                     culprit, c->in_dim, c->n_class, c->batch, c->input_hw, need / 1073741824.0, ram / 1073741824.0);
+}
+
 /* The configuration and the batch from the files and flags; every file is fully checked
  * against the model here, before the network is built. */
 static int load_files(const step_opts *o, anx_st_file *wf, anx_st_file *xf, anx_model_config *cfg,
@@ -494,9 +562,11 @@ static int load_files(const step_opts *o, anx_st_file *wf, anx_st_file *xf, anx_
     anx_model model;
     if (anx_model_init(&model, cfg, err, sizeof err))
         return cli_error(CMD, "%s%s%s", o->input ? o->input : "", o->input ? ": " : "", err);
+    if ((rc = check_memory(&model, o))) return rc;
     if (o->weights) {
         int64_t t;
         if ((rc = check_weight_keys(wf, &model)) || (rc = check_weight_shapes(wf, &model)) ||
+            (rc = check_weight_values(wf, &model)) ||
             (has_adam_state(wf) && (rc = read_adam_step(wf, &t))))
             return rc;
     }

@@ -603,8 +603,9 @@ static int write_all(int fd, const void *buf, size_t n)
     return 0;
 }
 
-/* Writes the whole file to fd: 0, or -1 with errno and the failing step in *what. */
-static int write_file(const anx_st_writer *w, int fd, const char **what)
+/* Writes the whole file to fd: 0, or -1 with errno and the failing step in *what.  sync: fsync
+ * at the end (a regular file; a device such as /dev/null refuses fsync with EINVAL). */
+static int write_file(const anx_st_writer *w, int fd, const char **what, int sync)
 {
     *what = "out of memory building the header";
     char *json = writer_header(w);
@@ -628,7 +629,7 @@ static int write_file(const anx_st_writer *w, int fd, const char **what)
     int rc = write_all(fd, head, 8 + padded);
     free(head);
     for (int i = 0; rc == 0 && i < w->n; i++) rc = write_all(fd, w->e[i].data, w->e[i].bytes);
-    if (rc == 0 && fsync(fd) != 0) *what = "fsync", rc = -1;
+    if (rc == 0 && sync && fsync(fd) != 0) *what = "fsync", rc = -1;
     return rc;
 }
 
@@ -645,12 +646,29 @@ static void sync_dir_of(const char *path)
     free(copy);
 }
 
+/* A path that exists and is not a regular file (/dev/null, /dev/full, a FIFO, a directory) is
+ * written in place: a temporary file renamed over it would replace the device node itself when
+ * run as root (/dev/full would become a regular file), and a directory cannot be replaced. */
+static int commit_in_place(const anx_st_writer *w, const char *path, char *err, size_t errlen)
+{
+    const char *what = "open";
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    int rc = fd < 0 ? -1 : write_file(w, fd, &what, 0);
+    int saved = errno;
+    if (fd >= 0 && close(fd) != 0 && rc == 0) what = "close", rc = -1, saved = errno;
+    if (rc == 0) return 0;
+    set_err(err, errlen, "%s: %s failed: %s (not a regular file, written in place)", path, what, strerror(saved));
+    return 2;
+}
+
 int anx_st_writer_commit(anx_st_writer *w, const char *path, char *err, size_t errlen)
 {
     if (w->error[0]) {
         set_err(err, errlen, "%s: not written: %s", path, w->error);
         return 2;
     }
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) return commit_in_place(w, path, err, errlen);
     size_t n = strlen(path);
     char *tmp = malloc(n + 16);
     if (!tmp) {
@@ -669,7 +687,7 @@ int anx_st_writer_commit(anx_st_writer *w, const char *path, char *err, size_t e
     umask(mask);
     const char *what = "fchmod";
     int rc = fchmod(fd, 0666 & ~mask);
-    if (rc == 0) rc = write_file(w, fd, &what);
+    if (rc == 0) rc = write_file(w, fd, &what, 1);
     int saved = errno;
     if (close(fd) != 0 && rc == 0) what = "close", rc = -1, saved = errno;
     if (rc == 0 && rename(tmp, path) != 0) what = "rename", rc = -1, saved = errno;

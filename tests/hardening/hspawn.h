@@ -1,0 +1,45 @@
+/* hspawn.h — run a built program from a hardening test, under limits a fault needs.
+ *
+ * Unlike tests/cli/spawn.c (posix_spawn of `anx`), this forks so the child can get resource
+ * limits first: RLIMIT_AS (an allocation that fails, without risking the OOM killer on a shared
+ * machine), RLIMIT_FSIZE (a write that stops midway: killed by SIGXFSZ, or failing with EFBIG
+ * when SIGXFSZ is ignored, which is what a full disk looks like to write()), and a SIGKILL after
+ * a delay (a process killed at an arbitrary moment).
+ */
+#ifndef ANX_TEST_HSPAWN_H
+#define ANX_TEST_HSPAWN_H
+
+#include <stddef.h>
+
+typedef struct h_opts {
+    const char *bin;         /* NULL: ANX_BINARY_DIR "/anx" */
+    long long as_bytes;      /* RLIMIT_AS, 0: unchanged */
+    long long fsize_bytes;   /* RLIMIT_FSIZE, 0: unchanged */
+    int ignore_sigxfsz;      /* 1: a write past fsize_bytes fails with EFBIG instead of killing */
+    double kill_after;       /* > 0: SIGKILL after this many seconds if still running */
+} h_opts;
+
+typedef struct h_run {
+    int status;    /* exit status, or -1 when it did not exit normally */
+    int signal;    /* the signal that ended it, or 0 */
+    char *out;     /* stdout, NUL-terminated */
+    char *err;     /* stderr */
+    int err_lines;
+} h_run;
+
+/* args: NULL-terminated, without the program name. */
+h_run h_spawn(const h_opts *o, const char *const *args);
+void h_run_free(h_run *r);
+
+/* 1 when this test (and so the programs it runs, built with the same flags) uses ASan, whose
+ * shadow memory reservation does not fit under RLIMIT_AS. */
+int h_sanitized(void);
+
+/* The whole file (NUL-terminated) or NULL; its size in *n. */
+char *h_slurp(const char *path, size_t *n);
+/* Files in dir other than . and .. (names space-separated in names), or -1 when unreadable. */
+int h_list(const char *dir, char *names, size_t cap);
+/* rm -r of a scratch tree (two levels deep at most, as the tests make them). */
+void h_remove_tree(const char *dir);
+
+#endif
