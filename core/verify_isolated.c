@@ -343,7 +343,11 @@ static double adam_upd(double m, double v, double lr, double bc1, double bc2, do
  *               between the float64 update with those and with PyTorch's is added as is
  *               (1 - (double)0.999f differs from 0.001 by 1.3e-5 relative: ~200 ulps of v').
  * Step-1 Adam makes update ~ lr sign(g) where |g| >> eps: where |g| <= dg the sign is unknown
- * and the bound on p' is ~2 lr, as it must be. */
+ * and the bound on p' is ~2 lr, as it must be.
+ * The box corners treat m and v as unrelated, but both come from the same gradients: by
+ * Cauchy-Schwarz |m_t| <= (1-b1) sqrt(S_t v_t / (1-b2)), S_t = sum_{j<t} (b1^2/b2)^j, so every
+ * update (the golden's and the backend's) is within U_t = lr/bc1 (1-b1) sqrt(S_t bc2/(1-b2))
+ * (U_1 = lr) and d(update) <= 2 U_t (1 + 1e-3; the backend's float32 ops) caps the corners. */
 void v_adam_bounds(double *dp, double *dm, double *dv, const float *p0, const float *g, const float *m0,
                    const float *v0, const double *dp0, const double *dg, const double *dm0, const double *dv0,
                    size_t n, int64_t t, const v_adam_hp *G, const v_adam_hp *B)
@@ -351,6 +355,9 @@ void v_adam_bounds(double *dp, double *dm, double *dv, const float *p0, const fl
     const double u = V_U;
     const double gbc1 = 1 - pow(G->beta1, (double)t), gbc2 = 1 - pow(G->beta2, (double)t);
     const double bbc1 = 1 - pow(B->beta1, (double)t), bbc2 = 1 - pow(B->beta2, (double)t);
+    double S = 0;
+    for (int64_t j = 0; j < t; j++) S += pow(G->beta1 * G->beta1 / G->beta2, (double)j);
+    const double umax = G->lr / gbc1 * (1 - G->beta1) * sqrt(S * gbc2 / (1 - G->beta2));
     for (size_t i = 0; i < n; i++) {
         double gi = g[i], mi0 = m0[i], vi0 = v0[i];
         double m = G->beta1 * mi0 + (1 - G->beta1) * gi, v = G->beta2 * vi0 + (1 - G->beta2) * gi * gi;
@@ -370,6 +377,7 @@ void v_adam_bounds(double *dp, double *dm, double *dv, const float *p0, const fl
                 for (int sv = -1; sv <= 1; sv += 2)
                     dup = fmax(dup, fabs(adam_upd(m + sm * dmp, v + sv * dvp, G->lr, gbc1, gbc2, G->eps) - up));
         }
+        dup = fmin(dup, 2 * umax * 1.001);
         dm[i] = dmp + 4 * u * (G->beta1 * fabs(mi0) + (1 - G->beta1) * fabs(gi)) + fabs(mB - m);
         dv[i] = dvp + 6 * u * (G->beta2 * fabs(vi0) + (1 - G->beta2) * gi * gi) + fabs(vB - v);
         dp[i] = dp0[i] + dup + 14 * u * fabs(up) + fabs(upB - up) + u * fabs(p0[i] - up);
