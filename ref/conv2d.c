@@ -1,8 +1,14 @@
 /* Conv2d forward, backward-data and backward-weights: plain NCHW / OIHW loops.
  *
- * The innermost loop always runs along one output or input row, so for stride 1 it is a
- * contiguous axpy that the compiler vectorises without reordering any sum.  Out-of-range taps
- * (zero padding) are never visited: tap_range() clips the row range of each kernel offset.
+ * Every output element is summed in the order ref/ref.h documents, by one thread.  Two versions:
+ *  - rows (any stride): the innermost loop runs along one output or input row, a contiguous
+ *    axpy for stride 1 that the compiler vectorises without reordering any sum.  Out-of-range
+ *    taps (zero padding) are never visited: tap_range() clips the rows/columns of each offset.
+ *  - stride 1 (AlexNet's conv2..conv5): on zero-padded copies every tap is in range, so whole
+ *    planes become long flat axpys with several taps per pass.  The padding taps add w * 0 = +-0,
+ *    which changes no value: results equal the rows version bit for bit up to the sign of an
+ *    exact zero (checked on random data at the conv2/conv3 shapes).  Their scratch memory is
+ *    allocated per call; when it is short they fall back to the rows version.
  */
 #include <stdlib.h>
 #include <string.h>
