@@ -1,0 +1,335 @@
+/* test_faults: what a bad day does to `anx train` checkpoints, `anx step` dumps, the data folder
+ * and `anx verify`.
+ *
+ *  - A checkpoint write stopped midway (RLIMIT_FSIZE: the kernel kills the writer with SIGXFSZ
+ *    at a fixed byte; and SIGKILL at random moments) leaves the previous checkpoint byte-identical
+ *    and loadable; the temporary file the killed writer leaves (ck.tmp.XXXXXX) is refused by the
+ *    reader, so it cannot be taken for a checkpoint.
+ *  - A full disk: write() failing with EFBIG at a regular path (RLIMIT_FSIZE with SIGXFSZ
+ *    ignored; making a really full file system needs mount rights a test does not have), and
+ *    ENOSPC from /dev/full for --checkpoint and --dump: exit 2, one line naming the path, no
+ *    temporary file left, the previous checkpoint intact, and /dev/full still a device.
+ *  - An unreadable data folder: exit 2 naming it.  Tests run as root here, and chmod 000 does
+ *    not stop root, so the unreadable cases are a path that is a regular file and a path under
+ *    a regular file (ENOTDIR); chmod 000 is tried only when not root.
+ *  - anx verify with a NaN in the golden data: FAILED rows naming the tensor, exit 1, no crash.
+ *
+ * `test_faults --open` also runs the cases that show defects not yet fixed (docs/hardening.md,
+ * "open"); ctest runs without it.
+ */
+#include <inttypes.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "anx/safetensors.h"
+#include "hspawn.h"
+#include "testutil.h"
+
+static char dir[128];
+
+static const char *at(const char *name)
+{
+    static char buf[16][256];
+    static int k;
+    k = (k + 1) % 16;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
+    return buf[k];
+}
+
+#define ARGS(...) ((const char *const[]){__VA_ARGS__, NULL})
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* FNV-1a 64 of a whole file (0 when unreadable): "byte-identical" without holding two copies. */
+static uint64_t file_hash(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    uint64_t h = 1469598103934665603ull;
+    static unsigned char buf[1 << 16];
+    for (size_t n; (n = fread(buf, 1, sizeof buf, f)) > 0;)
+        for (size_t i = 0; i < n; i++) h = (h ^ buf[i]) * 1099511628211ull;
+    fclose(f);
+    return h;
+}
+
+/* The reader's verdict on a file: 0 = a complete, valid safetensors file. */
+static int st_valid(const char *path, char *err, size_t cap)
+{
+    anx_st_file f;
+    if (anx_st_read(&f, path, err, cap)) return 2;
+    anx_st_free(&f);
+    return 0;
+}
+
+static int64_t st_epoch(const char *path)
+{
+    anx_st_file f;
+    char err[512];
+    int64_t e = -1;
+    if (anx_st_read(&f, path, err, sizeof err) == 0) {
+        if (anx_st_get_i64(&f, "epoch", &e, 1, err, sizeof err)) e = -1;
+        anx_st_free(&f);
+    }
+    return e;
+}
+
+/* Temporary files of a killed writer next to ck: each must be refused by the reader; removed. */
+static int check_and_remove_junk(const char *what)
+{
+    char names[4096];
+    h_list(dir, names, sizeof names);
+    int junk = 0;
+    for (char *tok = strtok(names, " "); tok; tok = strtok(NULL, " ")) {
+        if (strncmp(tok, "ck.safetensors.tmp.", 19) != 0) continue;
+        junk++;
+        char err[512];
+        TU_CHECKF(st_valid(at(tok), err, sizeof err) != 0, "%s: the killed writer's %s reads as a valid file", what,
+                  tok);
+        unlink(at(tok));
+    }
+    return junk;
+}
+
+static void expect_line(const char *what, const h_run *r, int status, const char *must1, const char *must2)
+{
+    TU_CHECKF(r->status == status, "%s: exit status %d (signal %d), want %d; stderr: %s", what, r->status, r->signal,
+              status, r->err);
+    TU_CHECKF(r->err_lines == 1, "%s: want one line on stderr, got: %s", what, r->err);
+    TU_CHECKF(strstr(r->err, must1) && (!must2 || strstr(r->err, must2)), "%s: stderr must name '%s' and '%s': %s",
+              what, must1, must2 ? must2 : "", r->err);
+}
+
+static int dev_full_intact(void)
+{
+    struct stat st;
+    return stat("/dev/full", &st) == 0 && S_ISCHR(st.st_mode);
+}
+
+/* ---- checkpoints ---- */
+
+static void checkpoint_faults(int kills)
+{
+    const char *ck = at("ck.safetensors");
+    double t0 = now();
+    h_run r = h_spawn(&(h_opts){0}, ARGS("train", "--data", at("data"), "--epochs", "1", "--batch", "2", "--seed", "5",
+                                         "--checkpoint", ck));
+    double t1 = now() - t0;
+    TU_CHECKF(r.status == 0 && st_epoch(ck) == 1, "first checkpoint: status %d, stderr %s", r.status, r.err);
+    h_run_free(&r);
+    if (tu_failed) return;
+    const uint64_t h1 = file_hash(ck);
+    struct stat st;
+    stat(ck, &st);
+    const long long size = (long long)st.st_size;
+    printf("checkpoint of epoch 1: %lld bytes in %.1f s\n", size, t1);
+    const char *const again[] = {"train", "--data", at("data"), "--epochs", "2", "--batch", "2",
+                                 "--resume", ck, "--checkpoint", ck, NULL};
+
+    /* killed by SIGXFSZ a third of the way into the checkpoint */
+    r = h_spawn(&(h_opts){.fsize_bytes = size / 3}, again);
+    TU_CHECKF(r.signal == SIGXFSZ, "write cut by RLIMIT_FSIZE: want death by SIGXFSZ, got status %d signal %d: %s",
+              r.status, r.signal, r.err);
+    TU_CHECKF(file_hash(ck) == h1, "write cut by RLIMIT_FSIZE: the previous checkpoint changed");
+    TU_CHECKF(check_and_remove_junk("write cut by RLIMIT_FSIZE") == 1,
+              "write cut by RLIMIT_FSIZE: want exactly one temporary file left by the killed writer");
+    h_run_free(&r);
+
+    /* the same byte limit with SIGXFSZ ignored: write() fails with EFBIG, as on a full disk */
+    r = h_spawn(&(h_opts){.fsize_bytes = size / 3, .ignore_sigxfsz = 1}, again);
+    expect_line("disk full (EFBIG) at a regular path", &r, 2, ck, "File too large");
+    TU_CHECKF(file_hash(ck) == h1, "EFBIG: the previous checkpoint changed");
+    TU_CHECKF(check_and_remove_junk("EFBIG") == 0, "EFBIG: the failed writer left its temporary file");
+    h_run_free(&r);
+
+    /* /dev/full: ENOSPC, and the device node is still a device afterwards */
+    r = h_spawn(&(h_opts){0}, ARGS("train", "--data", at("data"), "--epochs", "2", "--batch", "2", "--resume", ck,
+                                   "--checkpoint", "/dev/full"));
+    expect_line("--checkpoint /dev/full", &r, 2, "/dev/full", "No space left on device");
+    TU_CHECKF(dev_full_intact(), "--checkpoint /dev/full: /dev/full is no longer a character device");
+    TU_CHECKF(file_hash(ck) == h1, "--checkpoint /dev/full: the resumed-from checkpoint changed");
+    h_run_free(&r);
+
+    /* SIGKILL at random moments over the run (most of it is training, the write is at the end) */
+    unsigned seed = (unsigned)time(NULL);
+    printf("random kills: seed %u\n", seed);
+    srand(seed);
+    uint64_t want = h1;
+    int mid_write = 0;
+    for (int k = 0; k < kills; k++) {
+        double when = t1 * (0.5 + 0.7 * rand() / (double)RAND_MAX);
+        r = h_spawn(&(h_opts){.kill_after = when}, again);
+        int junk = check_and_remove_junk("random SIGKILL");
+        mid_write += junk;
+        uint64_t h = file_hash(ck);
+        int64_t e = st_epoch(ck);
+        printf("kill %d after %.1f s: status %d signal %d, temporary files %d, checkpoint epoch %" PRId64 "\n", k,
+               when, r.status, r.signal, junk, e);
+        /* either the old file, or the new one complete (a kill after the rename is fine) */
+        TU_CHECKF(h == want || e == 2, "random SIGKILL %d: the checkpoint is neither the old one nor a valid new one", k);
+        if (h != want) want = h; /* a run that finished: its checkpoint is the previous one now */
+        if (e == 2) break;       /* nothing left to write at --epochs 2 */
+        h_run_free(&r);
+    }
+    h_run_free(&r);
+    printf("random kills: %d landed during a checkpoint write\n", mid_write);
+
+    /* what survived is loadable by the program: resume and finish */
+    r = h_spawn(&(h_opts){0}, ARGS("train", "--data", at("data"), "--epochs", "3", "--batch", "2", "--resume", ck,
+                                   "--checkpoint", at("ck3.safetensors")));
+    TU_CHECKF(r.status == 0 && st_epoch(at("ck3.safetensors")) == 3, "resume from the surviving checkpoint: status %d: %s",
+              r.status, r.err);
+    h_run_free(&r);
+    unlink(at("ck3.safetensors"));
+}
+
+/* OPEN (cmd_train.c, not ours to edit): a NaN in a checkpoint is not refused on --resume; on the
+ * onednn backend the forward even masks it (loss stays finite), so training ends with exit 0 and
+ * writes the NaN into the next checkpoint.  Wanted: exit 2, one line naming file, tensor and
+ * element, as `anx step --weights` does.  Kept out of ctest until fixed: test_faults --open. */
+static void open_nan_checkpoint(void)
+{
+    const char *ck = at("ck.safetensors"), *bad = at("nan.safetensors");
+    size_t n = 0;
+    char *whole = h_slurp(ck, &n);
+    anx_st_file f;
+    char err[512];
+    if (!whole || anx_st_read(&f, ck, err, sizeof err)) {
+        TU_CHECKF(0, "open case: no checkpoint to start from");
+        free(whole);
+        return;
+    }
+    const anx_st_tensor *t = anx_st_find(&f, "conv.3.weight");
+    size_t off = (size_t)((const unsigned char *)t->data - f.buf) + 4 * 100;
+    anx_st_free(&f);
+    const float nan = NAN;
+    memcpy(whole + off, &nan, 4);
+    FILE *o = fopen(bad, "wb");
+    fwrite(whole, 1, n, o);
+    fclose(o);
+    free(whole);
+    h_run r = h_spawn(&(h_opts){0}, ARGS("train", "--data", at("data"), "--epochs", "3", "--batch", "2", "--resume",
+                                         bad, "--checkpoint", at("after_nan.safetensors")));
+    expect_line("--resume with a NaN in conv.3.weight", &r, 2, bad, "conv.3.weight");
+    h_run_free(&r);
+    unlink(bad);
+    unlink(at("after_nan.safetensors"));
+}
+
+/* ---- anx step --dump ---- */
+
+static void dump_faults(void)
+{
+    h_run r = h_spawn(&(h_opts){0}, ARGS("step", "--in-dim", "1", "--classes", "10", "--batch", "1", "--backend", "ref",
+                                         "--dump", "/dev/full"));
+    expect_line("--dump /dev/full", &r, 2, "--dump /dev/full", "No space left on device");
+    TU_CHECKF(dev_full_intact(), "--dump /dev/full: /dev/full is no longer a character device");
+    h_run_free(&r);
+}
+
+/* ---- the data folder ---- */
+
+static void data_faults(void)
+{
+    FILE *f = fopen(at("file.txt"), "w");
+    fputs("a regular file\n", f);
+    fclose(f);
+    h_run r = h_spawn(&(h_opts){0}, ARGS("train", "--data", at("file.txt"), "--epochs", "1"));
+    expect_line("--data is a regular file", &r, 2, at("file.txt"), NULL);
+    h_run_free(&r);
+    r = h_spawn(&(h_opts){0}, ARGS("train", "--data", at("file.txt/sub"), "--epochs", "1"));
+    expect_line("--data under a regular file", &r, 2, at("file.txt/sub"), NULL);
+    h_run_free(&r);
+    mkdir(at("only_train"), 0755);
+    mkdir(at("only_train/train"), 0755);
+    r = h_spawn(&(h_opts){0}, ARGS("train", "--data", at("only_train"), "--epochs", "1"));
+    expect_line("--data without train classes / val", &r, 2, at("only_train"), NULL);
+    h_run_free(&r);
+    if (geteuid() != 0) {
+        mkdir(at("locked"), 0);
+        r = h_spawn(&(h_opts){0}, ARGS("train", "--data", at("locked"), "--epochs", "1"));
+        expect_line("--data chmod 000", &r, 2, at("locked"), NULL);
+        h_run_free(&r);
+    } else {
+        printf("skipped: chmod 000 data folder (running as root, which reads it anyway)\n");
+    }
+    unlink(at("file.txt"));
+}
+
+/* ---- verify with non-finite golden data ---- */
+
+static void verify_faults(void)
+{
+    const char *src = ANX_SOURCE_DIR "/data/golden/alexnet_in1_c7_b3_step1.safetensors", *g = at("golden_nan.safetensors");
+    size_t n = 0;
+    char *whole = h_slurp(src, &n), err[512];
+    anx_st_file f;
+    if (!whole || anx_st_read(&f, src, err, sizeof err)) {
+        TU_CHECKF(0, "golden %s unreadable", src);
+        free(whole);
+        return;
+    }
+    const anx_st_tensor *t = anx_st_find(&f, "sample.out.ReLU-2");
+    size_t off = (size_t)((const unsigned char *)t->data - f.buf) + 4 * 7;
+    anx_st_free(&f);
+    const float nan = NAN;
+    memcpy(whole + off, &nan, 4);
+    FILE *o = fopen(g, "wb");
+    fwrite(whole, 1, n, o);
+    fclose(o);
+    free(whole);
+    h_run r = h_spawn(&(h_opts){0}, ARGS("verify", "--golden", g, "--backend", "ref", "--layer", "ReLU-2", "--quiet"));
+    TU_CHECKF(r.status == 1, "verify with a NaN in sample.out.ReLU-2: exit %d (signal %d), want 1: %s", r.status,
+              r.signal, r.err);
+    int named = 0;
+    for (char *line = strtok(r.out, "\n"); line; line = strtok(NULL, "\n"))
+        named += strstr(line, "FAILED") && strstr(line, "ReLU-2") && strstr(line, "out");
+    TU_CHECKF(named >= 1, "verify with a NaN golden: no FAILED row naming ReLU-2's output");
+    h_run_free(&r);
+    unlink(g);
+}
+
+int main(int argc, char **argv)
+{
+    int open = argc > 1 && strcmp(argv[1], "--open") == 0;
+    snprintf(dir, sizeof dir, "/tmp/anx_hard_faults_XXXXXX");
+    if (!mkdtemp(dir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    /* two classes, one training and one validation image each: one step per epoch */
+    h_run r = h_spawn(&(h_opts){0}, ARGS("flowers", "--out", at("data"), "--per-class", "1", "--val", "1"));
+    if (r.status != 0) {
+        fprintf(stderr, "anx flowers: %s\n", r.err);
+        return 1;
+    }
+    h_run_free(&r);
+    const char *drop[] = {"roses", "sunflowers", "tulips"};
+    char p[512];
+    for (int i = 0; i < 3; i++) {
+        snprintf(p, sizeof p, "%s/train/%s", at("data"), drop[i]);
+        h_remove_tree(p);
+        snprintf(p, sizeof p, "%s/val/%s", at("data"), drop[i]);
+        h_remove_tree(p);
+    }
+
+    data_faults();
+    verify_faults();
+    dump_faults();
+    checkpoint_faults(2);
+    if (open) open_nan_checkpoint();
+
+    h_remove_tree(dir);
+    return tu_finish("test_faults");
+}
