@@ -17,10 +17,15 @@
 #include "anx/safetensors.h"
 #include "testutil.h"
 
+/* The measured run of docs/data.md (onednn, seed 3): val acc 0.20 0.20 0.38 0.38 0.43 0.50 0.45,
+ * train loss 1.62 1.61 1.50 1.21 1.18 1.03 0.98.  A trainer that does not learn stays at
+ * ln 5 = 1.609 and 0.2 (on 40 pictures P(>= 14 right by chance) = 0.02, P(>= 16) = 0.003); the
+ * bounds leave room for another backend's rounding to shift the curve by an epoch. */
 #define LEARN_PER_CLASS 24
 #define LEARN_VAL 8
-#define LEARN_EPOCHS 4
-#define LEARN_MIN_ACC 0.6 /* chance is 0.2; see docs/data.md for the measured curve */
+#define LEARN_EPOCHS 7
+#define LEARN_MIN_ACC 0.35  /* best val_acc over the epochs */
+#define LEARN_MAX_LOSS 1.35 /* last epoch's train loss */
 
 static const char *anx, *backend;
 static char dir[256];
@@ -143,16 +148,19 @@ static void check_learning(void)
     snprintf(args, sizeof args, "train --data %s/learn --backend %s --epochs %d --seed 3 --metrics %s", dir, backend,
              LEARN_EPOCHS, mf);
     TU_CHECK(run(args, out, sizeof out) == 0);
-    double best = 0;
+    double best = 0, last_loss = 99;
     for (int e = 1; e <= LEARN_EPOCHS; e++) {
         cJSON *o = metrics_epoch(mf, e);
-        cJSON *v = cJSON_GetObjectItem(o, "val_acc");
-        TU_CHECKF(cJSON_IsNumber(v), "metrics of epoch %d missing", e);
-        if (cJSON_IsNumber(v) && e == LEARN_EPOCHS) best = v->valuedouble;
+        cJSON *v = cJSON_GetObjectItem(o, "val_acc"), *l = cJSON_GetObjectItem(o, "train_loss");
+        TU_CHECKF(cJSON_IsNumber(v) && cJSON_IsNumber(l), "metrics of epoch %d missing", e);
+        if (cJSON_IsNumber(v) && v->valuedouble > best) best = v->valuedouble;
+        if (cJSON_IsNumber(l)) last_loss = l->valuedouble;
         cJSON_Delete(o);
     }
-    printf("final validation accuracy %.3f (chance 0.2, required %.2f)\n", best, LEARN_MIN_ACC);
-    TU_CHECKF(best >= LEARN_MIN_ACC, "did not learn: val_acc %.3f after %d epochs", best, LEARN_EPOCHS);
+    printf("best validation accuracy %.3f (chance 0.2, required >= %.2f), last train loss %.4f (ln 5 = 1.609, "
+           "required <= %.2f)\n", best, LEARN_MIN_ACC, last_loss, LEARN_MAX_LOSS);
+    TU_CHECKF(best >= LEARN_MIN_ACC, "did not learn: best val_acc %.3f after %d epochs", best, LEARN_EPOCHS);
+    TU_CHECKF(last_loss <= LEARN_MAX_LOSS, "did not learn: train loss %.4f after %d epochs", last_loss, LEARN_EPOCHS);
 }
 
 int main(int argc, char **argv)
