@@ -254,7 +254,7 @@ static int nonfinite(trainer *t, int count, int epoch, int batch)
     const anx_model *m = anx_net_model(net);
     fprintf(stderr, "anx train: non-finite loss at epoch %d batch %d (step %lld): first non-finite output in %s; "
                     "try a smaller --lr (now %g)\n",
-            epoch + 1, batch, (long long)anx_net_step_count(net) + 1,
+            epoch + 1, batch, (long long)anx_net_step_count(net),
             layer >= 0 && layer < ANX_NUM_LAYERS ? m->layers[layer].name : "CrossEntropyLoss", t->o.lr);
     return ANX_EXIT_FAIL;
 }
