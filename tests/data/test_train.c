@@ -189,6 +189,7 @@ int main(int argc, char **argv)
 #if defined(__SANITIZE_ADDRESS__)
     /* ~840 training steps under ASan would take most of CI's time; the release build runs it */
     printf("learning: skipped: built with the sanitizers (the release build runs this part)\n");
+    (void)check_learning;
 #else
     if (!only || !strcmp(only, "learning")) check_learning();
 #endif
