@@ -18,8 +18,13 @@ static const struct {
     fma_kernel kernel;
     double flops_per_iter;
 } isa_table[ANX_ISA_COUNT] = {
+#ifdef ANX_BENCH_X86 /* the kernels are only compiled for x86 targets (bench/CMakeLists.txt) */
     [ANX_ISA_AVX2] = {"avx2", anx_f32_fma_peak__avx2_12x8, ANX_FMA_AVX2_FLOPS_PER_ITER},
     [ANX_ISA_AVX512] = {"avx512", anx_f32_fma_peak__avx512_16x16, ANX_FMA_AVX512_FLOPS_PER_ITER},
+#else
+    [ANX_ISA_AVX2] = {"avx2", NULL, ANX_FMA_AVX2_FLOPS_PER_ITER},
+    [ANX_ISA_AVX512] = {"avx512", NULL, ANX_FMA_AVX512_FLOPS_PER_ITER},
+#endif
 };
 
 const char *anx_isa_name(anx_isa isa)
@@ -29,7 +34,7 @@ const char *anx_isa_name(anx_isa isa)
 
 static int cpu_has(anx_isa isa)
 {
-#if defined(__x86_64__) || defined(__i386__)
+#if defined(ANX_BENCH_X86) && (defined(__x86_64__) || defined(__i386__))
     __builtin_cpu_init();
     if (isa == ANX_ISA_AVX2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     if (isa == ANX_ISA_AVX512) return __builtin_cpu_supports("avx512f");
