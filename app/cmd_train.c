@@ -172,6 +172,12 @@ static int load_checkpoint(trainer *t, const char *path, char *err, size_t errle
             char key[64];
             snprintf(key, sizeof key, "%s%s", prefix[s], pi->name);
             if (anx_st_get_f32(&f, key, t->scratch, pi->count, pi->shape, pi->ndim, err, errlen)) goto done;
+            for (size_t i = 0; i < pi->count; i++) /* a NaN would silently poison the whole run */
+                if (!isfinite(t->scratch[i]) || (st[s] == ANX_EXP_AVG_SQ && t->scratch[i] < 0)) {
+                    snprintf(err, errlen, "%s: element %zu is %g, not %s (tensor %s)", path, i, t->scratch[i],
+                             isfinite(t->scratch[i]) ? "a second moment (>= 0)" : "finite", key);
+                    goto done;
+                }
             anx_net_set_state(t->net, st[s], p, t->scratch);
         }
     int64_t epoch, step;
@@ -395,6 +401,41 @@ static void trainer_free(trainer *t)
     free(t->scratch);
 }
 
+/* Bytes of one net (parameters x 4 states, activations and their gradients, masks), as
+ * app/cmd_step.c estimates them. */
+static double net_bytes(const anx_model *m)
+{
+    double params = 0.0, acts = (double)m->cfg.batch * m->cfg.in_dim * m->cfg.input_hw * m->cfg.input_hw * 2.0;
+    for (int p = 0; p < ANX_NUM_PARAMS; p++) params += (double)m->params[p].count * ANX_STATE_COUNT;
+    for (int i = 0; i < ANX_NUM_LAYERS; i++) {
+        double n = (double)anx_desc_plain_count(&m->layers[i], ANX_DST);
+        acts += m->layers[i].op == ANX_OP_DROPOUT ? 4.0 * n : 2.0 * n;
+    }
+    return 4.0 * (params + acts);
+}
+
+/* Linux overcommits: a net larger than RAM may allocate and then be OOM-killed while first
+ * written, so a batch that cannot fit (with the short-batch net when the set does not divide)
+ * is refused up front. */
+static int check_memory(const anx_model_config *cfg, int tail)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    anx_model m;
+    char err[256];
+    if (pages <= 0 || page <= 0 || anx_model_init(&m, cfg, err, sizeof err)) return 0; /* let create decide */
+    double ram = (double)pages * (double)page, need = net_bytes(&m);
+    need += 2.0 * 4.0 * cfg->batch * 3.0 * cfg->input_hw * cfg->input_hw; /* loader slots */
+    if (tail) {
+        anx_model_config c2 = *cfg;
+        c2.batch = tail;
+        if (anx_model_init(&m, &c2, err, sizeof err) == 0) need += net_bytes(&m);
+    }
+    if (need <= ram) return 0;
+    cli_error(CMD, "--batch %d: out of memory: Alexnet(3, %d) at batch %d needs about %.1f GiB, more than the %.1f GiB of RAM here",
+              cfg->batch, cfg->n_class, cfg->batch, need / 1073741824.0, ram / 1073741824.0);
+    return 1;
+}
+
 static int setup(trainer *t)
 {
     char err[768], dir[4096];
@@ -414,6 +455,7 @@ static int setup(trainer *t)
                              t->train.classes[c]);
     if (t->train.n_classes < 2) return cli_error(CMD, "%s/train: needs at least 2 classes", o->data);
     anx_model_config cfg = {3, t->train.n_classes, o->batch, o->size};
+    if (check_memory(&cfg, t->train.n % o->batch)) return ANX_EXIT_USAGE;
     t->net = anx_net_create(be, &cfg, o->threads, err, sizeof err);
     if (!t->net) return cli_error(CMD, "backend %s: %s", be->name, err);
     const anx_model *m = anx_net_model(t->net);
