@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include <omp.h>
+
 #include "fast/avx2/avx2.h"
 
 enum { CHUNK = 4096 }; /* floats per OpenMP work item */
@@ -38,7 +40,7 @@ void anx_f32_adam__avx2(float *param, const float *grad, float *exp_avg, float *
     const __m256 vomb2 = _mm256_set1_ps(omb2), vnss = _mm256_set1_ps(nss), vbc2s = _mm256_set1_ps(bc2s);
     const __m256 veps = _mm256_set1_ps(epsf);
     const long nchunk = (long)((count + CHUNK - 1) / CHUNK);
-#pragma omp parallel for num_threads(threads > 0 ? threads : 1) schedule(static)
+#pragma omp parallel for num_threads(threads > 0 ? threads : omp_get_max_threads()) schedule(static)
     for (long c = 0; c < nchunk; c++) {
         const size_t lo = (size_t)c * CHUNK, hi = lo + CHUNK < count ? lo + CHUNK : count;
         size_t i = lo;
