@@ -25,6 +25,15 @@ static double now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* CPU seconds of the whole process (all threads): under a loaded machine, wall time measures the
+ * queue, CPU time what the work costs (OpenMP spin-waits included). */
+static double cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 static int cmp_d(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -45,8 +54,9 @@ static float *buf(size_t n, uint64_t seed)
     return p;
 }
 
-/* Median seconds of reps runs of (l, dir) alone, after one warm-up run. */
-static double bare(const anx_backend *be, const anx_layer_desc *l, anx_dir dir, int threads, int reps, int64_t *target)
+/* Median seconds of reps runs of (l, dir) alone, after one warm-up run; *cpu: median CPU seconds. */
+static double bare(const anx_backend *be, const anx_layer_desc *l, anx_dir dir, int threads, int reps, int64_t *target,
+                   double *cpu)
 {
     void *ctx = be->layer_create(l, threads);
     anx_args a = {0};
@@ -60,14 +70,16 @@ static double bare(const anx_backend *be, const anx_layer_desc *l, anx_dir dir, 
     }
     if (l->op == ANX_OP_MAXPOOL && dir == ANX_BWD_DATA) be->exec[l->op][ANX_FWD](ctx, l, &a); /* workspace */
     be->exec[l->op][dir](ctx, l, &a);
-    double *t = malloc((size_t)reps * sizeof *t);
+    double *t = malloc((size_t)reps * sizeof *t), *c = malloc((size_t)reps * sizeof *c);
     for (int r = 0; r < reps; r++) {
-        double t0 = now();
+        double t0 = now(), c0 = cpu_now();
         be->exec[l->op][dir](ctx, l, &a);
         t[r] = now() - t0;
+        c[r] = cpu_now() - c0;
     }
     double m = median(t, reps);
-    free(t);
+    *cpu = median(c, reps);
+    free(t), free(c);
     float *all[] = {a.src, a.dst, a.diff_src, a.diff_dst, mask, a.weights, a.bias, a.diff_weights, a.diff_bias};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) free(all[i]);
     be->layer_destroy(ctx);
@@ -113,12 +125,14 @@ int main(int argc, char **argv)
     anx_net_train_step(net, 1e-3f);
     double *st = malloc((size_t)steps * sizeof *st), *lt[NL + 1][ANX_DIR_COUNT], *at = malloc((size_t)steps * sizeof *at);
     double *ls = malloc((size_t)steps * sizeof *ls); /* sum of the layers' seconds, per step */
+    double *cs = malloc((size_t)steps * sizeof *cs); /* CPU seconds per step */
     for (int i = 0; i <= NL; i++)
         for (int d = 0; d < ANX_DIR_COUNT; d++) lt[i][d] = malloc((size_t)steps * sizeof(double));
     for (int s = 0; s < steps; s++) {
-        double t0 = now();
+        double t0 = now(), c0 = cpu_now();
         anx_net_train_step(net, 1e-3f);
         st[s] = now() - t0;
+        cs[s] = cpu_now() - c0;
         at[s] = anx_net_adam_seconds(net);
         ls[s] = 0;
         for (int i = 0; i <= NL; i++)
@@ -127,32 +141,34 @@ int main(int argc, char **argv)
                 ls[s] += lt[i][d][s];
             }
     }
-    double step = median(st, steps), adam = median(at, steps), layers = median(ls, steps);
+    double step = median(st, steps), adam = median(at, steps), layers = median(ls, steps), cpu_step = median(cs, steps);
 
     printf("oneDNN backend, Alexnet(3, 1000), batch %d, %d threads, median of %d steps / %d reps\n", batch, threads,
            steps, reps);
-    printf("%-16s %-11s %-36s %10s %9s %10s %7s\n", "layer", "dir", "impl", "bare ms", "GFLOP/s", "in-step ms",
-           "ratio");
+    printf("%-16s %-11s %-36s %10s %9s %10s %7s %10s %11s\n", "layer", "dir", "impl", "bare ms", "GFLOP/s",
+           "in-step ms", "ratio", "bare cpu ms", "GFLOP/cpu-s");
     for (int i = 0; i <= NL; i++) {
         const anx_layer_desc *l = i == NL ? &m->loss : &m->layers[i];
         void *ctx = be->layer_create(l, threads);
         for (int d = 0; d < ANX_DIR_COUNT; d++) {
             if (!be->exec[l->op][d] || (d == ANX_BWD_WEIGHTS && !anx_desc_has_weights(l))) continue;
             if (d == ANX_BWD_DATA && i == 0) continue; /* the step does not run it */
-            double b = bare(be, l, (anx_dir)d, threads, reps, target);
+            double cpu;
+            double b = bare(be, l, (anx_dir)d, threads, reps, target, &cpu);
             double in = median(lt[i][d], steps);
             double gf = anx_desc_has_weights(l) ? anx_desc_flops(l, (anx_dir)d) / b * 1e-9 : 0;
-            printf("%-16s %-11s %-36s %10.3f %9.1f %10.3f %7.3f\n", l->name, anx_dir_name((anx_dir)d),
-                   be->impl_name(ctx, l, (anx_dir)d), b * 1e3, gf, in * 1e3, in / b);
+            double gfc = anx_desc_has_weights(l) ? anx_desc_flops(l, (anx_dir)d) / cpu * 1e-9 : 0;
+            printf("%-16s %-11s %-36s %10.3f %9.1f %10.3f %7.3f %10.3f %11.1f\n", l->name, anx_dir_name((anx_dir)d),
+                   be->impl_name(ctx, l, (anx_dir)d), b * 1e3, gf, in * 1e3, in / b, cpu * 1e3, gfc);
         }
         be->layer_destroy(ctx);
     }
     printf("%-16s %-11s %-36s %10s %9s %10.3f\n", "Adam", "", "anx_f32_adam__onednn_avx2", "", "", adam * 1e3);
-    printf("step: %.1f ms (medians: layers %.1f ms, Adam %.1f ms), %.2f images/s\n", step * 1e3, layers * 1e3,
-           adam * 1e3, batch / step);
+    printf("step: %.1f ms (medians: layers %.1f ms, Adam %.1f ms), %.2f images/s; %.1f CPU ms per step\n",
+           step * 1e3, layers * 1e3, adam * 1e3, batch / step, cpu_step * 1e3);
     for (int i = 0; i <= NL; i++)
         for (int d = 0; d < ANX_DIR_COUNT; d++) free(lt[i][d]);
-    free(st), free(at), free(ls), free(x), free(target);
+    free(st), free(at), free(ls), free(cs), free(x), free(target);
     anx_net_destroy(net);
     return 0;
 }
