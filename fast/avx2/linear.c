@@ -14,7 +14,7 @@
 
 #include "fast/avx2/avx2.h"
 
-enum { KC = 1024, OB = 128, KD = 256 }; /* k block of fwd / bwd_weights; o block, k chunk of bwd_data */
+enum { KC = 1024, OB = 32, KD = 512 };  /* k block of fwd / bwd_weights; o block, k chunk of bwd_data */
 
 /* Lane mask for the first m (0..8) lanes. */
 static inline __m256i lane_mask(int m)
@@ -179,8 +179,8 @@ void anx_f32_linear_bwd_data__avx2_6x16(float *diff_src, const float *diff_dst, 
 {
     /* diff_src [n, k], diff_dst [n, oc], w [oc, k].  A thread owns chunks of KD columns; inside, o
      * blocks ascend and o ascends within each, so every element sums over o in ascending order.
-     * W is read as OB rows x KD contiguous floats (a few pages), not as 16-float columns 36 KB
-     * apart (one TLB miss per load). */
+     * W is read as OB rows x KD contiguous floats, not as 16-float columns 36 KB apart; OB = 32
+     * rows keep the pages of one o block within the 64-entry L1 TLB (128: 120 -> 106 ms at fc6). */
     const int nchunk = (k + KD - 1) / KD;
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int ch = 0; ch < nchunk; ch++) {
