@@ -95,6 +95,15 @@ static double now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+static int watch_hit(const char *dir, const char *prefix)
+{
+    DIR *d = opendir(dir);
+    int hit = 0;
+    for (struct dirent *e; d && !hit && (e = readdir(d));) hit = strncmp(e->d_name, prefix, strlen(prefix)) == 0;
+    if (d) closedir(d);
+    return hit;
+}
+
 /* In the child: limits, signals, redirections, exec.  Only async-signal-safe calls after fork. */
 static void child(const h_opts *o, const char *const *argv, const char *out, const char *err)
 {
@@ -139,6 +148,8 @@ h_run h_spawn(const h_opts *o, const char *const *args)
     if (pid == 0) child(o, argv, out, err);
     int st = 0;
     double t0 = now();
+    const int watching = o->watch_dir && o->watch_prefix;
+    int seen = !watching;
     for (;;) {
         pid_t w = waitpid(pid, &st, o->kill_after > 0 ? WNOHANG : 0);
         if (w == pid) break;
@@ -146,7 +157,8 @@ h_run h_spawn(const h_opts *o, const char *const *args)
             perror("waitpid");
             exit(1);
         }
-        if (o->kill_after > 0 && now() - t0 >= o->kill_after) {
+        if (!seen && watch_hit(o->watch_dir, o->watch_prefix)) seen = 1, t0 = now();
+        if (o->kill_after > 0 && seen && now() - t0 >= o->kill_after) {
             kill(pid, SIGKILL);
             while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
             }

@@ -17,6 +17,8 @@ typedef struct h_opts {
     long long fsize_bytes;   /* RLIMIT_FSIZE, 0: unchanged */
     int ignore_sigxfsz;      /* 1: a write past fsize_bytes fails with EFBIG instead of killing */
     double kill_after;       /* > 0: SIGKILL after this many seconds if still running */
+    const char *watch_dir;   /* with watch_prefix: SIGKILL kill_after seconds after a file whose */
+    const char *watch_prefix; /* name starts with watch_prefix appears in watch_dir (a write began) */
 } h_opts;
 
 typedef struct h_run {
