@@ -130,9 +130,13 @@ static void fresh_ck(void)
 
 static void checkpoint_faults(int kills)
 {
-    const char *ck = at("ck.safetensors"), *ck1 = at("ck1.safetensors");
+    /* own copies: at() returns rotating static buffers, and the runs below outlive many calls */
+    char ck[256], ck1[256], data[256];
+    snprintf(ck, sizeof ck, "%s", at("ck.safetensors"));
+    snprintf(ck1, sizeof ck1, "%s", at("ck1.safetensors"));
+    snprintf(data, sizeof data, "%s", at("data"));
     double t0 = now();
-    h_run r = h_spawn(&(h_opts){0}, ARGS("train", "--data", at("data"), "--epochs", "1", "--batch", "2", "--seed", "5",
+    h_run r = h_spawn(&(h_opts){0}, ARGS("train", "--data", data, "--epochs", "1", "--batch", "2", "--seed", "5",
                                          "--checkpoint", ck1));
     double t1 = now() - t0;
     TU_CHECKF(r.status == 0 && st_epoch(ck1) == 1, "first checkpoint: status %d, stderr %s", r.status, r.err);
@@ -143,7 +147,7 @@ static void checkpoint_faults(int kills)
     stat(ck1, &st);
     const long long size = (long long)st.st_size;
     printf("checkpoint of epoch 1: %lld bytes in %.1f s\n", size, t1);
-    const char *const again[] = {"train", "--data", at("data"), "--epochs", "2", "--batch", "2",
+    const char *const again[] = {"train", "--data", data, "--epochs", "2", "--batch", "2",
                                  "--resume", ck1, "--checkpoint", ck, NULL};
 
     /* killed by SIGXFSZ a third of the way into the checkpoint */
@@ -165,7 +169,7 @@ static void checkpoint_faults(int kills)
     h_run_free(&r);
 
     /* /dev/full: ENOSPC, and the device node is still a device afterwards */
-    r = h_spawn(&(h_opts){0}, ARGS("train", "--data", at("data"), "--epochs", "2", "--batch", "2", "--resume", ck1,
+    r = h_spawn(&(h_opts){0}, ARGS("train", "--data", data, "--epochs", "2", "--batch", "2", "--resume", ck1,
                                    "--checkpoint", "/dev/full"));
     expect_line("--checkpoint /dev/full", &r, 2, "/dev/full", "No space left on device");
     TU_CHECKF(dev_full_intact(), "--checkpoint /dev/full: /dev/full is no longer a character device");
@@ -197,7 +201,7 @@ static void checkpoint_faults(int kills)
     printf("random kills: %d of %d landed during a checkpoint write\n", mid_write, kills);
 
     /* what survived is loadable by the program: resume and finish */
-    r = h_spawn(&(h_opts){0}, ARGS("train", "--data", at("data"), "--epochs", "3", "--batch", "2", "--resume", ck,
+    r = h_spawn(&(h_opts){0}, ARGS("train", "--data", data, "--epochs", "3", "--batch", "2", "--resume", ck,
                                    "--checkpoint", at("ck3.safetensors")));
     TU_CHECKF(r.status == 0 && st_epoch(at("ck3.safetensors")) == 3, "resume from the surviving checkpoint: status %d: %s",
               r.status, r.err);
