@@ -17,11 +17,13 @@
 #ifndef ANX_AVX2_H
 #define ANX_AVX2_H
 
-/* Every file of this backend includes this header first.  The AVX2+FMA code generation is
- * switched on here, for these files only, rather than relying on per-source compile flags
- * (CMake source properties set in a subdirectory do not reach a target made in its parent). */
-#ifndef AX_PORTABLE /* backend_avx2.c: the CPU check must run on any x86-64 */
-#pragma GCC target("avx2,fma")
+/* Every file of this backend includes this header first.  fast/avx2/CMakeLists.txt compiles
+ * the kernel files with -mavx2 -mfma; backend_avx2.c (AX_PORTABLE) is left plain x86-64 because
+ * its CPU check must run anywhere. */
+#ifndef AX_PORTABLE
+#if !defined(__AVX2__) || !defined(__FMA__)
+#error "fast/avx2 kernels must be compiled with -mavx2 -mfma (fast/avx2/CMakeLists.txt)"
+#endif
 #include <immintrin.h>
 #endif
 #include <stddef.h>
