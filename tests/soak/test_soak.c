@@ -89,7 +89,7 @@ int main(int argc, char **argv)
         if (s == 10) rss_early = r;
         if (r > rss_peak) rss_peak = r;
         if (s % 100 == 0 || s == steps)
-            printf("  step %4d loss %.6f rss %ld MiB\n", s, la, r / 1024);
+            printf("  step %4d loss %.6f rss %ld MiB\n", s, la, r / 1024), fflush(stdout);
     }
     TU_CHECKF(!diverged, "every step bit-identical to the rerun");
     TU_CHECKF(nonfinite == 0, "%d steps had a non-finite loss", nonfinite);
