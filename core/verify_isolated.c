@@ -358,6 +358,8 @@ void v_adam_bounds(double *dp, double *dm, double *dv, const float *p0, const fl
     double S = 0;
     for (int64_t j = 0; j < t; j++) S += pow(G->beta1 * G->beta1 / G->beta2, (double)j);
     const double umax = G->lr / gbc1 * (1 - G->beta1) * sqrt(S * gbc2 / (1 - G->beta2));
+    /* each element on its own: threads cannot change a bit (62M parameters make this worth it) */
+#pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) {
         double gi = g[i], mi0 = m0[i], vi0 = v0[i];
         double m = G->beta1 * mi0 + (1 - G->beta1) * gi, v = G->beta2 * vi0 + (1 - G->beta2) * gi * gi;

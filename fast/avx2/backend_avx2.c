@@ -64,44 +64,87 @@ static const char *avx2_impl_name(void *ctx, const anx_layer_desc *l, anx_dir di
 
 static size_t avx2_tensor_floats(const anx_layer_desc *l, anx_slot slot) { return anx_desc_plain_count(l, slot); }
 
-/* Position in this backend's layout of the plain (NCHW / OIHW / [oc]) element i of slot. */
-static size_t layout_index(const anx_layer_desc *l, anx_slot slot, size_t i)
+/* Copies between the plain tensor and this backend's layout, one direction or the other.  The
+ * loops walk the plain order with offsets built up per row (no division per element, which made
+ * an export of fc6's 37.7M weights cost seconds) and split the outer rows over OpenMP threads;
+ * every element is a plain copy, so the thread count cannot change the bits. */
+typedef enum { TO_LAYOUT, TO_PLAIN } copy_dir;
+
+static inline void copy_run(float *lay, float *plain, size_t lay_off, size_t stride, size_t count, copy_dir dir)
 {
+    if (dir == TO_LAYOUT)
+        for (size_t j = 0; j < count; j++) lay[lay_off + j * stride] = plain[j];
+    else
+        for (size_t j = 0; j < count; j++) plain[j] = lay[lay_off + j * stride];
+}
+
+/* activation [n, c, h, w] <-> nChw{cb}c: one run per (n, c, y) row of w elements */
+static void copy_act(float *lay, float *plain, int n, int c, int h, int w, copy_dir dir)
+{
+    const int cb = ax_cb(c);
+#pragma omp parallel for schedule(static)
+    for (long nc = 0; nc < (long)n * c; nc++) {
+        const int ni = (int)(nc / c), ci = (int)(nc % c);
+        for (int y = 0; y < h; y++)
+            copy_run(lay, plain + ((size_t)nc * h + y) * w, ax_act_off(c, h, w, ni, ci, y, 0), (size_t)cb, (size_t)w,
+                     dir);
+    }
+}
+
+/* linear weights [oc][k] <-> [oc][k in the src activation's order] */
+static void copy_linear_w(float *lay, float *plain, const anx_layer_desc *l, copy_dir dir)
+{
+    const int c = l->ic, h = l->ih, w = l->iw, cb = ax_cb(c);
+    const size_t k = (size_t)c * h * w;
+#pragma omp parallel for schedule(static)
+    for (int o = 0; o < l->oc; o++)
+        for (int ci = 0; ci < c; ci++)
+            for (int y = 0; y < h; y++)
+                copy_run(lay, plain + o * k + ((size_t)ci * h + y) * w, o * k + ax_act_off(c, h, w, 0, ci, y, 0),
+                         (size_t)cb, (size_t)w, dir);
+}
+
+/* conv weights [oc][ic][kh][kw] <-> OIhw{cbi}i{cbo}o */
+static void copy_conv_w(float *lay, float *plain, const anx_layer_desc *l, copy_dir dir)
+{
+    const int cbi = ax_cb(l->ic), cbo = ax_cb(l->oc);
+    const size_t khw = (size_t)l->kh * l->kw, blk = (size_t)cbi * cbo;
+#pragma omp parallel for schedule(static)
+    for (int o = 0; o < l->oc; o++)
+        for (int c = 0; c < l->ic; c++) {
+            const size_t off = (((size_t)(o / cbo) * (l->ic / cbi) + c / cbi) * khw) * blk + (size_t)(c % cbi) * cbo + o % cbo;
+            copy_run(lay, plain + ((size_t)o * l->ic + c) * khw, off, blk, khw, dir);
+        }
+}
+
+static void copy_slot(const anx_layer_desc *l, anx_slot slot, float *lay, float *plain, copy_dir dir)
+{
+    const size_t n = anx_desc_plain_count(l, slot);
     if (slot == ANX_SRC || slot == ANX_DST) {
         const int c = slot == ANX_SRC ? l->ic : l->oc, h = slot == ANX_SRC ? l->ih : l->oh;
         const int w = slot == ANX_SRC ? l->iw : l->ow;
-        if (l->op == ANX_OP_LOSS || ax_cb(c) == 1) return i;
-        const size_t hw = (size_t)h * w;
-        const int n = (int)(i / (c * hw)), ci = (int)(i / hw % c), y = (int)(i % hw / w), x = (int)(i % w);
-        return ax_act_off(c, h, w, n, ci, y, x);
+        if (l->op != ANX_OP_LOSS && ax_cb(c) != 1) {
+            copy_act(lay, plain, (int)(n / ((size_t)c * h * w)), c, h, w, dir);
+            return;
+        }
+    } else if (slot == ANX_WEIGHTS && l->op == ANX_OP_LINEAR) {
+        copy_linear_w(lay, plain, l, dir);
+        return;
+    } else if (slot == ANX_WEIGHTS && l->op == ANX_OP_CONV2D) {
+        copy_conv_w(lay, plain, l, dir);
+        return;
     }
-    if (slot == ANX_WEIGHTS && l->op == ANX_OP_LINEAR) {
-        /* [oc][k]: k in the order of the src activation (fc6: nChw8c of 256x6x6) */
-        const size_t k = (size_t)l->ic * l->ih * l->iw, hw = (size_t)l->ih * l->iw;
-        const size_t o = i / k, kp = i % k;
-        return o * k + ax_act_off(l->ic, l->ih, l->iw, 0, (int)(kp / hw), (int)(kp % hw / l->iw),
-                                  (int)(kp % l->iw));
-    }
-    if (slot == ANX_WEIGHTS && l->op == ANX_OP_CONV2D) {
-        /* OIhw{cbi}i{cbo}o */
-        const int cbi = ax_cb(l->ic), cbo = ax_cb(l->oc);
-        const size_t khw = (size_t)l->kh * l->kw;
-        const size_t o = i / (l->ic * khw), c = i / khw % l->ic, kyx = i % khw;
-        return (((o / cbo) * (l->ic / cbi) + c / cbi) * khw + kyx) * cbi * cbo + (c % cbi) * cbo + o % cbo;
-    }
-    return i; /* bias */
+    copy_run(lay, plain, 0, 1, n, dir); /* plain in both: bias, [n, C] and unblocked activations */
 }
 
 static void avx2_tensor_import(const anx_layer_desc *l, anx_slot slot, float *dst, const float *plain)
 {
-    const size_t n = anx_desc_plain_count(l, slot);
-    for (size_t i = 0; i < n; i++) dst[layout_index(l, slot, i)] = plain[i];
+    copy_slot(l, slot, dst, (float *)plain, TO_LAYOUT); /* TO_LAYOUT only reads plain */
 }
 
 static void avx2_tensor_export(const anx_layer_desc *l, anx_slot slot, float *plain, const float *src)
 {
-    const size_t n = anx_desc_plain_count(l, slot);
-    for (size_t i = 0; i < n; i++) plain[i] = src[layout_index(l, slot, i)];
+    copy_slot(l, slot, (float *)src, plain, TO_PLAIN); /* TO_PLAIN only reads the layout */
 }
 
 const anx_backend anx_backend_avx2 = {
