@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 int cli_error(const char *cmd, const char *fmt, ...)
 {
@@ -17,6 +18,21 @@ int cli_error(const char *cmd, const char *fmt, ...)
     va_end(ap);
     fputc('\n', stderr);
     return ANX_EXIT_USAGE;
+}
+
+double cli_ram_available(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[256];
+    double avail = -1, swap = 0, kib;
+    while (f && fgets(line, sizeof line, f)) {
+        if (sscanf(line, "MemAvailable: %lf kB", &kib) == 1) avail = kib * 1024;
+        if (sscanf(line, "SwapFree: %lf kB", &kib) == 1) swap = kib * 1024;
+    }
+    if (f) fclose(f);
+    if (avail >= 0) return avail + swap;
+    long pages = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    return pages > 0 && page > 0 ? (double)pages * (double)page : 0;
 }
 
 double cli_now(void)

@@ -39,6 +39,11 @@ int cli_parse(const char *cmd, const char *usage, int argc, char **argv, const c
 /* "anx <cmd>: " + message to stderr, newline, returns ANX_EXIT_USAGE */
 int cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Bytes of memory a new allocation can still get: MemAvailable + SwapFree of /proc/meminfo
+ * (not the total: what other processes hold is not ours to use), else the free pages; 0 when
+ * unknown (the caller then lets the allocation decide). */
+double cli_ram_available(void);
+
 /* Wall clock in seconds (CLOCK_MONOTONIC) */
 double cli_now(void);
 

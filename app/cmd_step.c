@@ -526,9 +526,9 @@ static double net_bytes(const anx_model *m, double *param_bytes)
  * naming what made it large: the classes / in_dim (parameters) or the batch. */
 static int check_memory(const anx_model *m, const step_opts *o)
 {
-    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-    if (pages <= 0 || page <= 0) return 0; /* unknown: let the allocation decide */
-    double ram = (double)pages * (double)page, params, need = net_bytes(m, &params);
+    const double ram = cli_ram_available();
+    if (ram <= 0) return 0; /* unknown: let the allocation decide */
+    double params, need = net_bytes(m, &params);
     if (need <= ram) return 0;
     const anx_model_config *c = &m->cfg;
     char culprit[256];
@@ -538,7 +538,7 @@ static int check_memory(const anx_model *m, const step_opts *o)
         snprintf(culprit, sizeof culprit, "%s", o->input);
     else
         snprintf(culprit, sizeof culprit, "--batch %d", c->batch);
-    return cli_error(CMD, "%s: Alexnet(%d, %d) at batch %d input %d needs about %.1f GiB, more than the %.1f GiB of RAM here",
+    return cli_error(CMD, "%s: Alexnet(%d, %d) at batch %d input %d needs about %.1f GiB, more than the %.1f GiB of RAM available here",
                      culprit, c->in_dim, c->n_class, c->batch, c->input_hw, need / 1073741824.0, ram / 1073741824.0);
 }
 

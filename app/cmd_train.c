@@ -419,11 +419,11 @@ static double net_bytes(const anx_model *m)
  * is refused up front. */
 static int check_memory(const anx_model_config *cfg, int tail)
 {
-    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    const double ram = cli_ram_available();
     anx_model m;
     char err[256];
-    if (pages <= 0 || page <= 0 || anx_model_init(&m, cfg, err, sizeof err)) return 0; /* let create decide */
-    double ram = (double)pages * (double)page, need = net_bytes(&m);
+    if (ram <= 0 || anx_model_init(&m, cfg, err, sizeof err)) return 0; /* let create decide */
+    double need = net_bytes(&m);
     need += 2.0 * 4.0 * cfg->batch * 3.0 * cfg->input_hw * cfg->input_hw; /* loader slots */
     if (tail) {
         anx_model_config c2 = *cfg;
@@ -431,7 +431,7 @@ static int check_memory(const anx_model_config *cfg, int tail)
         if (anx_model_init(&m, &c2, err, sizeof err) == 0) need += net_bytes(&m);
     }
     if (need <= ram) return 0;
-    cli_error(CMD, "--batch %d: out of memory: Alexnet(3, %d) at batch %d needs about %.1f GiB, more than the %.1f GiB of RAM here",
+    cli_error(CMD, "--batch %d: out of memory: Alexnet(3, %d) at batch %d needs about %.1f GiB, more than the %.1f GiB of RAM available here",
               cfg->batch, cfg->n_class, cfg->batch, need / 1073741824.0, ram / 1073741824.0);
     return 1;
 }
