@@ -123,7 +123,7 @@ static void make_fixtures(void)
     write_raw("size.safetensors", "{\"input\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}", -1, 8);
     /* a good file cut in the middle of its data */
     size_t n = 0;
-    char *whole = slurp_file(fx("in.safetensors"), &n);
+    char *whole = tu_slurp(fx("in.safetensors"), &n);
     f = fopen(fx("cut.safetensors"), "wb");
     fwrite(whole, 1, n / 2, f);
     fclose(f);
@@ -141,7 +141,7 @@ static void expect_bad(const char *what, const char *const *args, const char *mu
     for (; args[n]; n++) argv[n] = args[n];
     if (strcmp(args[0], "step") == 0) argv[n++] = "--dump", argv[n++] = dump;
     argv[n] = NULL;
-    anx_run r = run_anx(argv, NULL);
+    tu_run r = tu_spawn(&(tu_spawn_opts){0}, argv);
     TU_CHECKF(r.status == 2, "%s: exit status %d, want 2 (stderr: %s)", what, r.status, r.err);
     TU_CHECKF(r.err_lines == 1 && r.err[strlen(r.err) - 1] == '\n', "%s: want exactly one line on stderr, got: %s",
               what, r.err);
@@ -150,18 +150,18 @@ static void expect_bad(const char *what, const char *const *args, const char *mu
     TU_CHECKF(strncmp(r.err, "anx ", 4) == 0, "%s: message does not start with 'anx <cmd>: ': %s", what, r.err);
     TU_CHECKF(r.out[0] == '\0', "%s: printed on stdout: %s", what, r.out);
     char names[512];
-    TU_CHECKF(scratch_list(outdir, names, sizeof names) == 0, "%s: left behind in the dump directory: %s", what,
+    TU_CHECKF(tu_list_dir(outdir, names, sizeof names) == 0, "%s: left behind in the dump directory: %s", what,
               names);
-    TU_CHECKF(scratch_list(dir, names, sizeof names) == nfixtures + 1, "%s: files appeared next to the inputs: %s",
+    TU_CHECKF(tu_list_dir(dir, names, sizeof names) == nfixtures + 1, "%s: files appeared next to the inputs: %s",
               what, names);
-    anx_run_free(&r);
+    tu_run_free(&r);
 }
 
 #define ARGS(...) ((const char *const[]){__VA_ARGS__, NULL})
 
 int main(void)
 {
-    scratch_make(dir, sizeof dir, "cli_bad");
+    tu_scratch_dir(dir, sizeof dir, "cli_bad");
     snprintf(outdir, sizeof outdir, "%s/out", dir);
     snprintf(dump, sizeof dump, "%s/o.safetensors", outdir);
     if (mkdir(outdir, 0755)) {
@@ -234,13 +234,13 @@ int main(void)
     /* a --dump into a directory that does not exist: refused before any step runs */
     const char *argv[] = {"step", "--in-dim", "1", "--classes", "10", "--batch", "1", "--dump",
                           "/nonexistent-anx-dir/o.safetensors", NULL};
-    anx_run r = run_anx(argv, NULL);
+    tu_run r = tu_spawn(&(tu_spawn_opts){0}, argv);
     TU_CHECKF(r.status == 2 && r.err_lines == 1 && strstr(r.err, "--dump /nonexistent-anx-dir/o.safetensors") &&
                   r.out[0] == '\0',
               "dump into a missing directory: status %d, stderr %s", r.status, r.err);
-    anx_run_free(&r);
+    tu_run_free(&r);
 
-    scratch_remove(outdir);
-    scratch_remove(dir);
+    tu_remove_tree(outdir);
+    tu_remove_tree(dir);
     return tu_finish("test_cli_bad_input");
 }

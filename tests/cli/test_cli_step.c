@@ -97,9 +97,9 @@ static float *init_param(int p)
     return w;
 }
 
-static anx_run step(const char *const *args)
+static tu_run step(const char *const *args)
 {
-    anx_run r = run_anx(args, NULL);
+    tu_run r = tu_spawn(&(tu_spawn_opts){0}, args);
     TU_CHECKF(r.status == 0, "anx step exit %d: %s", r.status, r.err);
     return r;
 }
@@ -342,15 +342,15 @@ int main(void)
         fprintf(stderr, "%s\n", err);
         return 1;
     }
-    scratch_make(dir, sizeof dir, "cli_step");
+    tu_scratch_dir(dir, sizeof dir, "cli_step");
     const char *A = path("A.safetensors"), *B = path("B.safetensors"), *C = path("C.safetensors"),
                *D = path("D.safetensors"), *E = path("E.safetensors"), *W = path("W.safetensors");
 
-    anx_run r = step((const char *[]){"step", "--backend", "ref", "--in-dim", "1", "--classes", "10", "--batch", "1",
+    tu_run r = step((const char *[]){"step", "--backend", "ref", "--in-dim", "1", "--classes", "10", "--batch", "1",
                                       "--seed", "5", "--dump", A, NULL});
     TU_CHECKF(strstr(r.out, "seed 5\n") && strstr(r.out, "step 1 loss ") && strstr(r.out, "dump "),
               "stdout: %s", r.out);
-    anx_run_free(&r);
+    tu_run_free(&r);
     anx_st_file fa;
     if (read_dump(&fa, A) == 0) {
         check_keys(&fa);
@@ -363,7 +363,7 @@ int main(void)
     /* B: the same step from a weights file and the dump's own batch */
     write_init_weights(W);
     r = step((const char *[]){"step", "--weights", W, "--input", A, "--dump", B, NULL});
-    anx_run_free(&r);
+    tu_run_free(&r);
     anx_st_file fb;
     if (read_dump(&fb, B) == 0) {
         expect_same(&fa, &fb, "B (weights file + A's batch) vs A");
@@ -375,10 +375,10 @@ int main(void)
     /* C and D: resuming from the dump equals two uninterrupted steps */
     r = step((const char *[]){"step", "--weights", W, "--input", A, "--steps", "2", "--dump", D, NULL});
     TU_CHECKF(strstr(r.out, "step 1 loss ") && strstr(r.out, "step 2 loss "), "stdout: %s", r.out);
-    anx_run_free(&r);
+    tu_run_free(&r);
     r = step((const char *[]){"step", "--weights", A, "--input", A, "--dump", C, NULL});
     TU_CHECKF(strstr(r.out, "step 2 loss ") && !strstr(r.out, "step 1 "), "resumed run should say step 2: %s", r.out);
-    anx_run_free(&r);
+    tu_run_free(&r);
     anx_st_file fc, fd;
     if (read_dump(&fc, C) == 0) {
         if (read_dump(&fd, D) == 0) {
@@ -398,16 +398,16 @@ int main(void)
     lim.rlim_cur = 1 << 20;
     void (*old)(int) = signal(SIGXFSZ, SIG_IGN);
     setrlimit(RLIMIT_FSIZE, &lim);
-    r = run_anx((const char *[]){"step", "--weights", W, "--input", A, "--dump", E, NULL}, NULL);
+    r = tu_spawn(&(tu_spawn_opts){0}, (const char *[]){"step", "--weights", W, "--input", A, "--dump", E, NULL});
     setrlimit(RLIMIT_FSIZE, &saved);
     signal(SIGXFSZ, old);
     TU_CHECKF(r.status == 2 && r.err_lines == 1 && strstr(r.err, E) && strstr(r.err, "File too large"),
               "failed dump: status %d, stderr: %s", r.status, r.err);
-    anx_run_free(&r);
+    tu_run_free(&r);
     char names[512];
-    int nfiles = scratch_list(dir, names, sizeof names);
+    int nfiles = tu_list_dir(dir, names, sizeof names);
     TU_CHECKF(nfiles == 2, "after the failed dump the directory holds: %s(want A and W only)", names);
 
-    scratch_remove(dir);
+    tu_remove_tree(dir);
     return tu_finish("test_cli_step");
 }

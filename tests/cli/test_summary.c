@@ -111,23 +111,23 @@ static void show_diff(const char *got, const char *want)
 
 static void expect_table(const char *const *args, const char *want, const char *what)
 {
-    anx_run r = run_anx(args, NULL);
+    tu_run r = tu_spawn(&(tu_spawn_opts){0}, args);
     TU_CHECKF(r.status == 0, "%s: exit %d, stderr: %s", what, r.status, r.err);
     TU_CHECKF(r.err[0] == '\0', "%s: stderr not empty: %s", what, r.err);
     int same = strcmp(r.out, want) == 0;
     TU_CHECKF(same, "%s: table differs from torchsummary's", what);
     if (!same) show_diff(r.out, want);
-    anx_run_free(&r);
+    tu_run_free(&r);
 }
 
 static void expect_refused(const char *const *args, const char *must1, const char *must2, const char *what)
 {
-    anx_run r = run_anx(args, NULL);
+    tu_run r = tu_spawn(&(tu_spawn_opts){0}, args);
     TU_CHECKF(r.status == 2, "%s: exit %d, want 2", what, r.status);
     TU_CHECKF(r.err_lines == 1 && strstr(r.err, must1) && strstr(r.err, must2),
               "%s: stderr must be one line naming '%s' and '%s', got: %s", what, must1, must2, r.err);
     TU_CHECKF(r.out[0] == '\0', "%s: printed a table anyway", what);
-    anx_run_free(&r);
+    tu_run_free(&r);
 }
 
 int main(void)

@@ -24,7 +24,7 @@
 
 #include "anx/model.h"
 #include "anx/safetensors.h"
-#include "hspawn.h"
+#include "spawn.h"
 #include "testutil.h"
 
 static char dir[128], outdir[192];
@@ -139,7 +139,7 @@ static int writes_of(const char *cmd, const char **argv)
     return n;
 }
 
-static void expect_bad_with(const h_opts *o, const char *what, const char *const *args, const char *must1,
+static void expect_bad_with(const tu_spawn_opts *o, const char *what, const char *const *args, const char *must1,
                             const char *must2)
 {
     const char *argv[48];
@@ -147,7 +147,7 @@ static void expect_bad_with(const h_opts *o, const char *what, const char *const
     if (!o->bin) argv[n++] = args[0], n += writes_of(args[0], argv + n); /* anx-bench: no command */
     for (int i = 1; args[i]; i++) argv[n++] = args[i];
     argv[n] = NULL;
-    h_run r = h_spawn(o, argv);
+    tu_run r = tu_spawn(o, argv);
     const char *cmd = o->bin ? "anx-bench" : args[0];
     char prefix[64];
     snprintf(prefix, sizeof prefix, o->bin ? "%s" : "anx %s: ", cmd);
@@ -161,16 +161,16 @@ static void expect_bad_with(const h_opts *o, const char *what, const char *const
               prefix, r.err);
     TU_CHECKF(r.out[0] == '\0', "%s %s: printed on stdout: %s", cmd, what, r.out);
     char names[512];
-    TU_CHECKF(h_list(outdir, names, sizeof names) == 0, "%s %s: left behind in the output directory: %s", cmd, what,
+    TU_CHECKF(tu_list_dir(outdir, names, sizeof names) == 0, "%s %s: left behind in the output directory: %s", cmd, what,
               names);
-    TU_CHECKF(h_list(dir, names, sizeof names) == nfixtures + 1, "%s %s: files appeared next to the inputs: %s", cmd,
+    TU_CHECKF(tu_list_dir(dir, names, sizeof names) == nfixtures + 1, "%s %s: files appeared next to the inputs: %s", cmd,
               what, names);
-    h_run_free(&r);
+    tu_run_free(&r);
 }
 
 static void expect_bad(const char *what, const char *const *args, const char *must1, const char *must2)
 {
-    expect_bad_with(&(h_opts){0}, what, args, must1, must2);
+    expect_bad_with(&(tu_spawn_opts){0}, what, args, must1, must2);
 }
 
 #define ARGS(...) ((const char *const[]){__VA_ARGS__, NULL})
@@ -225,10 +225,10 @@ static void cases_step(void)
                fx("w.safetensors"), "element 5 is inf, not finite as float32 (tensor conv.8.bias)");
 
     /* an allocation that fails is reported: Alexnet(3, 1000) needs ~1 GB of parameters alone */
-    if (h_sanitized()) {
+    if (tu_sanitized()) {
         printf("skipped: step under RLIMIT_AS (ASan's shadow memory does not fit under the limit)\n");
     } else {
-        expect_bad_with(&(h_opts){.as_bytes = 768LL << 20}, "malloc fails under RLIMIT_AS 768 MiB",
+        expect_bad_with(&(tu_spawn_opts){.as_bytes = 768LL << 20}, "malloc fails under RLIMIT_AS 768 MiB",
                         ARGS("step", "--batch", "1", "--backend", "ref"), "out of memory", "Alexnet(3, 1000)");
     }
 }
@@ -270,10 +270,10 @@ static void cases_train(void)
     /* --batch 4096 is in range (~50 GB of activations): under RLIMIT_AS the allocation fails
      * and is reported.  Without the limit anx train has no up-front size check (open, see
      * docs/hardening.md), so this is not tried unlimited on a shared machine. */
-    if (h_sanitized())
+    if (tu_sanitized())
         printf("skipped: train under RLIMIT_AS (ASan's shadow memory does not fit under the limit)\n");
     else
-        expect_bad_with(&(h_opts){.as_bytes = 4000LL << 20}, "malloc fails under RLIMIT_AS 4000 MiB",
+        expect_bad_with(&(tu_spawn_opts){.as_bytes = 4000LL << 20}, "malloc fails under RLIMIT_AS 4000 MiB",
                         ARGS("train", "--data", fx("data"), "--batch", "4096", "--epochs", "1"), "out of memory",
                         "batch 4096");
     expect_bad("resume from a file that is not a checkpoint",
@@ -320,7 +320,7 @@ static void cases_bench(void)
         printf("skipped: anx-bench (not built here)\n");
         return;
     }
-    h_opts o = {.bin = bench};
+    tu_spawn_opts o = {.bin = bench};
     expect_bad_with(&o, "unknown flag", ARGS("-", "--frobnicate"), "--frobnicate", NULL);
     expect_bad_with(&o, "extra argument", ARGS("-", "extra"), "extra", NULL);
 }
@@ -342,12 +342,12 @@ int main(int argc, char **argv)
     write_input("in_inf.safetensors", -INFINITY, 0);
     /* a tiny image folder for train: 5 classes x (1 train + 1 val) */
     const char *flowers[] = {"flowers", "--out", fx("data"), "--per-class", "1", "--val", "1", NULL};
-    h_run r = h_spawn(&(h_opts){0}, flowers);
+    tu_run r = tu_spawn(&(tu_spawn_opts){0}, flowers);
     if (r.status != 0) {
         fprintf(stderr, "anx flowers failed: %s\n", r.err);
         return 1;
     }
-    h_run_free(&r);
+    tu_run_free(&r);
     nfixtures++;
 
     const char *only = argc > 1 ? argv[1] : NULL; /* one command, for debugging */
@@ -359,6 +359,6 @@ int main(int argc, char **argv)
     if (!only || !strcmp(only, "image")) cases_image();
     if (!only || !strcmp(only, "bench")) cases_bench();
 
-    h_remove_tree(dir);
+    tu_remove_tree(dir);
     return tu_finish("test_bad_input_all");
 }

@@ -26,7 +26,7 @@
 #include <unistd.h>
 
 #include "anx/safetensors.h"
-#include "hspawn.h"
+#include "spawn.h"
 #include "testutil.h"
 
 static char dir[128];
@@ -90,7 +90,7 @@ static int64_t st_epoch(const char *path)
 static int check_and_remove_junk(const char *what, int must_be_partial)
 {
     char names[4096];
-    h_list(dir, names, sizeof names);
+    tu_list_dir(dir, names, sizeof names);
     int junk = 0;
     for (char *tok = strtok(names, " "); tok; tok = strtok(NULL, " ")) {
         if (strncmp(tok, "ck.safetensors.tmp.", 19) != 0) continue;
@@ -104,7 +104,7 @@ static int check_and_remove_junk(const char *what, int must_be_partial)
     return junk;
 }
 
-static void expect_line(const char *what, const h_run *r, int status, const char *must1, const char *must2)
+static void expect_line(const char *what, const tu_run *r, int status, const char *must1, const char *must2)
 {
     TU_CHECKF(r->status == status, "%s: exit status %d (signal %d), want %d; stderr: %s", what, r->status, r->signal,
               status, r->err);
@@ -138,11 +138,11 @@ static void checkpoint_faults(int kills)
     snprintf(ck1, sizeof ck1, "%s", at("ck1.safetensors"));
     snprintf(data, sizeof data, "%s", at("data"));
     double t0 = now();
-    h_run r = h_spawn(&(h_opts){0}, ARGS("train", "--data", data, "--epochs", "1", "--batch", "2", "--seed", "5",
+    tu_run r = tu_spawn(&(tu_spawn_opts){0}, ARGS("train", "--data", data, "--epochs", "1", "--batch", "2", "--seed", "5",
                                          "--checkpoint", ck1));
     double t1 = now() - t0;
     TU_CHECKF(r.status == 0 && st_epoch(ck1) == 1, "first checkpoint: status %d, stderr %s", r.status, r.err);
-    h_run_free(&r);
+    tu_run_free(&r);
     if (tu_failed) return;
     const uint64_t h1 = file_hash(ck1);
     struct stat st;
@@ -154,29 +154,29 @@ static void checkpoint_faults(int kills)
 
     /* killed by SIGXFSZ a third of the way into the checkpoint */
     fresh_ck();
-    r = h_spawn(&(h_opts){.fsize_bytes = size / 3}, again);
+    r = tu_spawn(&(tu_spawn_opts){.fsize_bytes = size / 3}, again);
     TU_CHECKF(r.signal == SIGXFSZ, "write cut by RLIMIT_FSIZE: want death by SIGXFSZ, got status %d signal %d: %s",
               r.status, r.signal, r.err);
     TU_CHECKF(file_hash(ck) == h1, "write cut by RLIMIT_FSIZE: the previous checkpoint changed");
     TU_CHECKF(check_and_remove_junk("write cut by RLIMIT_FSIZE", 1) == 1,
               "write cut by RLIMIT_FSIZE: want exactly one temporary file left by the killed writer");
-    h_run_free(&r);
+    tu_run_free(&r);
 
     /* the same byte limit with SIGXFSZ ignored: write() fails with EFBIG, as on a full disk */
     fresh_ck();
-    r = h_spawn(&(h_opts){.fsize_bytes = size / 3, .ignore_sigxfsz = 1}, again);
+    r = tu_spawn(&(tu_spawn_opts){.fsize_bytes = size / 3, .ignore_sigxfsz = 1}, again);
     expect_line("disk full (EFBIG) at a regular path", &r, 2, ck, "File too large");
     TU_CHECKF(file_hash(ck) == h1, "EFBIG: the previous checkpoint changed");
     TU_CHECKF(check_and_remove_junk("EFBIG", 1) == 0, "EFBIG: the failed writer left its temporary file");
-    h_run_free(&r);
+    tu_run_free(&r);
 
     /* /dev/full: ENOSPC, and the device node is still a device afterwards */
-    r = h_spawn(&(h_opts){0}, ARGS("train", "--data", data, "--epochs", "2", "--batch", "2", "--resume", ck1,
+    r = tu_spawn(&(tu_spawn_opts){0}, ARGS("train", "--data", data, "--epochs", "2", "--batch", "2", "--resume", ck1,
                                    "--checkpoint", "/dev/full"));
     expect_line("--checkpoint /dev/full", &r, 2, "/dev/full", "No space left on device");
     TU_CHECKF(dev_full_intact(), "--checkpoint /dev/full: /dev/full is no longer a character device");
     TU_CHECKF(file_hash(ck1) == h1, "--checkpoint /dev/full: the resumed-from checkpoint changed");
-    h_run_free(&r);
+    tu_run_free(&r);
 
     /* SIGKILL at a random moment of the write: 0 to 1.5 s after the temporary file appears (a
      * kill timed from the start of the run almost never lands in the few seconds of writing on
@@ -188,7 +188,7 @@ static void checkpoint_faults(int kills)
     for (int k = 0; k < kills; k++) {
         fresh_ck();
         double when = 1.5 * rand() / (double)RAND_MAX;
-        r = h_spawn(&(h_opts){.kill_after = when, .watch_dir = dir, .watch_prefix = "ck.safetensors.tmp."}, again);
+        r = tu_spawn(&(tu_spawn_opts){.kill_after = when, .watch_dir = dir, .watch_prefix = "ck.safetensors.tmp."}, again);
         int junk = check_and_remove_junk("random SIGKILL", 0);
         mid_write += junk;
         int64_t e = st_epoch(ck);
@@ -198,16 +198,16 @@ static void checkpoint_faults(int kills)
         /* either the old file, or the new one complete (a kill after the rename is fine) */
         TU_CHECKF(file_hash(ck) == h1 || e == 2, "random SIGKILL %d: ck is neither the old checkpoint nor a valid new one",
                   k);
-        h_run_free(&r);
+        tu_run_free(&r);
     }
     printf("random kills: %d of %d landed during a checkpoint write\n", mid_write, kills);
 
     /* what survived is loadable by the program: resume and finish */
-    r = h_spawn(&(h_opts){0}, ARGS("train", "--data", data, "--epochs", "3", "--batch", "2", "--resume", ck,
+    r = tu_spawn(&(tu_spawn_opts){0}, ARGS("train", "--data", data, "--epochs", "3", "--batch", "2", "--resume", ck,
                                    "--checkpoint", at("ck3.safetensors")));
     TU_CHECKF(r.status == 0 && st_epoch(at("ck3.safetensors")) == 3, "resume from the surviving checkpoint: status %d: %s",
               r.status, r.err);
-    h_run_free(&r);
+    tu_run_free(&r);
     unlink(at("ck3.safetensors"));
 }
 
@@ -218,7 +218,7 @@ static void nan_checkpoint(void)
 {
     const char *ck = at("ck1.safetensors"), *bad = at("nan.safetensors");
     size_t n = 0;
-    char *whole = h_slurp(ck, &n);
+    char *whole = tu_slurp(ck, &n);
     anx_st_file f;
     char err[512];
     if (!whole || anx_st_read(&f, ck, err, sizeof err)) {
@@ -235,11 +235,11 @@ static void nan_checkpoint(void)
     fwrite(whole, 1, n, o);
     fclose(o);
     free(whole);
-    h_run r = h_spawn(&(h_opts){0}, ARGS("train", "--data", at("data"), "--epochs", "3", "--batch", "2", "--resume",
+    tu_run r = tu_spawn(&(tu_spawn_opts){0}, ARGS("train", "--data", at("data"), "--epochs", "3", "--batch", "2", "--resume",
                                          bad, "--checkpoint", at("after_nan.safetensors")));
     expect_line("--resume with a NaN in conv.3.weight", &r, 2, bad, "element 100 is nan");
     TU_CHECKF(strstr(r.err, "conv.3.weight") != NULL, "--resume with a NaN: the tensor is not named: %s", r.err);
-    h_run_free(&r);
+    tu_run_free(&r);
     unlink(bad);
     unlink(at("after_nan.safetensors"));
 }
@@ -248,11 +248,11 @@ static void nan_checkpoint(void)
 
 static void dump_faults(void)
 {
-    h_run r = h_spawn(&(h_opts){0}, ARGS("step", "--in-dim", "1", "--classes", "10", "--batch", "1", "--backend", "ref",
+    tu_run r = tu_spawn(&(tu_spawn_opts){0}, ARGS("step", "--in-dim", "1", "--classes", "10", "--batch", "1", "--backend", "ref",
                                          "--dump", "/dev/full"));
     expect_line("--dump /dev/full", &r, 2, "--dump /dev/full", "No space left on device");
     TU_CHECKF(dev_full_intact(), "--dump /dev/full: /dev/full is no longer a character device");
-    h_run_free(&r);
+    tu_run_free(&r);
 }
 
 /* ---- the data folder ---- */
@@ -262,22 +262,22 @@ static void data_faults(void)
     FILE *f = fopen(at("file.txt"), "w");
     fputs("a regular file\n", f);
     fclose(f);
-    h_run r = h_spawn(&(h_opts){0}, ARGS("train", "--data", at("file.txt"), "--epochs", "1"));
+    tu_run r = tu_spawn(&(tu_spawn_opts){0}, ARGS("train", "--data", at("file.txt"), "--epochs", "1"));
     expect_line("--data is a regular file", &r, 2, at("file.txt"), NULL);
-    h_run_free(&r);
-    r = h_spawn(&(h_opts){0}, ARGS("train", "--data", at("file.txt/sub"), "--epochs", "1"));
+    tu_run_free(&r);
+    r = tu_spawn(&(tu_spawn_opts){0}, ARGS("train", "--data", at("file.txt/sub"), "--epochs", "1"));
     expect_line("--data under a regular file", &r, 2, at("file.txt/sub"), NULL);
-    h_run_free(&r);
+    tu_run_free(&r);
     mkdir(at("only_train"), 0755);
     mkdir(at("only_train/train"), 0755);
-    r = h_spawn(&(h_opts){0}, ARGS("train", "--data", at("only_train"), "--epochs", "1"));
+    r = tu_spawn(&(tu_spawn_opts){0}, ARGS("train", "--data", at("only_train"), "--epochs", "1"));
     expect_line("--data without train classes / val", &r, 2, at("only_train"), NULL);
-    h_run_free(&r);
+    tu_run_free(&r);
     if (geteuid() != 0) {
         mkdir(at("locked"), 0);
-        r = h_spawn(&(h_opts){0}, ARGS("train", "--data", at("locked"), "--epochs", "1"));
+        r = tu_spawn(&(tu_spawn_opts){0}, ARGS("train", "--data", at("locked"), "--epochs", "1"));
         expect_line("--data chmod 000", &r, 2, at("locked"), NULL);
-        h_run_free(&r);
+        tu_run_free(&r);
     } else {
         printf("skipped: chmod 000 data folder (running as root, which reads it anyway)\n");
     }
@@ -290,7 +290,7 @@ static void verify_faults(void)
 {
     const char *src = ANX_SOURCE_DIR "/data/golden/alexnet_in1_c7_b3_step1.safetensors", *g = at("golden_nan.safetensors");
     size_t n = 0;
-    char *whole = h_slurp(src, &n), err[512];
+    char *whole = tu_slurp(src, &n), err[512];
     anx_st_file f;
     if (!whole || anx_st_read(&f, src, err, sizeof err)) {
         TU_CHECKF(0, "golden %s unreadable", src);
@@ -306,14 +306,14 @@ static void verify_faults(void)
     fwrite(whole, 1, n, o);
     fclose(o);
     free(whole);
-    h_run r = h_spawn(&(h_opts){0}, ARGS("verify", "--golden", g, "--backend", "ref", "--layer", "ReLU-2", "--quiet"));
+    tu_run r = tu_spawn(&(tu_spawn_opts){0}, ARGS("verify", "--golden", g, "--backend", "ref", "--layer", "ReLU-2", "--quiet"));
     TU_CHECKF(r.status == 1, "verify with a NaN in sample.out.ReLU-2: exit %d (signal %d), want 1: %s", r.status,
               r.signal, r.err);
     int named = 0;
     for (char *line = strtok(r.out, "\n"); line; line = strtok(NULL, "\n"))
         named += strstr(line, "FAILED") && strstr(line, "ReLU-2") && strstr(line, "out");
     TU_CHECKF(named >= 1, "verify with a NaN golden: no FAILED row naming ReLU-2's output");
-    h_run_free(&r);
+    tu_run_free(&r);
     unlink(g);
 }
 
@@ -325,19 +325,19 @@ int main(void)
         return 1;
     }
     /* two classes, one training and one validation image each: one step per epoch */
-    h_run r = h_spawn(&(h_opts){0}, ARGS("flowers", "--out", at("data"), "--per-class", "1", "--val", "1"));
+    tu_run r = tu_spawn(&(tu_spawn_opts){0}, ARGS("flowers", "--out", at("data"), "--per-class", "1", "--val", "1"));
     if (r.status != 0) {
         fprintf(stderr, "anx flowers: %s\n", r.err);
         return 1;
     }
-    h_run_free(&r);
+    tu_run_free(&r);
     const char *drop[] = {"roses", "sunflowers", "tulips"};
     char p[512];
     for (int i = 0; i < 3; i++) {
         snprintf(p, sizeof p, "%s/train/%s", at("data"), drop[i]);
-        h_remove_tree(p);
+        tu_remove_tree(p);
         snprintf(p, sizeof p, "%s/val/%s", at("data"), drop[i]);
-        h_remove_tree(p);
+        tu_remove_tree(p);
     }
 
     data_faults();
@@ -346,6 +346,6 @@ int main(void)
     checkpoint_faults(3);
     nan_checkpoint();
 
-    h_remove_tree(dir);
+    tu_remove_tree(dir);
     return tu_finish("test_faults");
 }

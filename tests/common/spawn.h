@@ -1,17 +1,18 @@
-/* hspawn.h — run a built program from a hardening test, under limits a fault needs.
+/* spawn.h — run a built program (`anx` by default) from a test and capture what it printed.
  *
- * Unlike tests/cli/spawn.c (posix_spawn of `anx`), this forks so the child can get resource
- * limits first: RLIMIT_AS (an allocation that fails, without risking the OOM killer on a shared
- * machine), RLIMIT_FSIZE (a write that stops midway: killed by SIGXFSZ, or failing with EFBIG
- * when SIGXFSZ is ignored, which is what a full disk looks like to write()), and a SIGKILL after
- * a delay (a process killed at an arbitrary moment).
+ * It forks, so the child can get resource limits first: RLIMIT_AS (an allocation that fails,
+ * without risking the OOM killer on a shared machine), RLIMIT_FSIZE (a write that stops midway:
+ * killed by SIGXFSZ, or failing with EFBIG when SIGXFSZ is ignored, which is what a full disk
+ * looks like to write()), and a SIGKILL after a delay (a process killed at an arbitrary
+ * moment).  stdout and stderr go to files in a scratch directory and come back as strings.
+ * Plain runs pass &(tu_spawn_opts){0}.
  */
-#ifndef ANX_TEST_HSPAWN_H
-#define ANX_TEST_HSPAWN_H
+#ifndef ANX_TEST_SPAWN_H
+#define ANX_TEST_SPAWN_H
 
 #include <stddef.h>
 
-typedef struct h_opts {
+typedef struct tu_spawn_opts {
     const char *bin;         /* NULL: ANX_BINARY_DIR "/anx" */
     long long as_bytes;      /* RLIMIT_AS, 0: unchanged */
     long long fsize_bytes;   /* RLIMIT_FSIZE, 0: unchanged */
@@ -19,29 +20,31 @@ typedef struct h_opts {
     double kill_after;       /* > 0: SIGKILL after this many seconds if still running */
     const char *watch_dir;   /* with watch_prefix: SIGKILL kill_after seconds after a file whose */
     const char *watch_prefix; /* name starts with watch_prefix appears in watch_dir (a write began) */
-} h_opts;
+} tu_spawn_opts;
 
-typedef struct h_run {
+typedef struct tu_run {
     int status;    /* exit status, or -1 when it did not exit normally */
     int signal;    /* the signal that ended it, or 0 */
     char *out;     /* stdout, NUL-terminated */
     char *err;     /* stderr */
     int err_lines;
-} h_run;
+} tu_run;
 
 /* args: NULL-terminated, without the program name. */
-h_run h_spawn(const h_opts *o, const char *const *args);
-void h_run_free(h_run *r);
+tu_run tu_spawn(const tu_spawn_opts *o, const char *const *args);
+void tu_run_free(tu_run *r);
 
 /* 1 when this test (and so the programs it runs, built with the same flags) uses ASan, whose
  * shadow memory reservation does not fit under RLIMIT_AS. */
-int h_sanitized(void);
+int tu_sanitized(void);
 
 /* The whole file (NUL-terminated) or NULL; its size in *n. */
-char *h_slurp(const char *path, size_t *n);
+char *tu_slurp(const char *path, size_t *n);
 /* Files in dir other than . and .. (names space-separated in names), or -1 when unreadable. */
-int h_list(const char *dir, char *names, size_t cap);
+int tu_list_dir(const char *dir, char *names, size_t cap);
+/* A fresh directory /tmp/anx_<tag>_XXXXXX (path into buf); exits the test when it cannot. */
+void tu_scratch_dir(char *buf, size_t cap, const char *tag);
 /* rm -r of a scratch tree (two levels deep at most, as the tests make them). */
-void h_remove_tree(const char *dir);
+void tu_remove_tree(const char *dir);
 
 #endif

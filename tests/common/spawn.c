@@ -1,5 +1,5 @@
-/* hspawn.c — see hspawn.h */
-#include "hspawn.h"
+/* spawn.c — see spawn.h */
+#include "spawn.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -14,7 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
-int h_sanitized(void)
+int tu_sanitized(void)
 {
 #if defined(__SANITIZE_ADDRESS__)
     return 1;
@@ -29,7 +29,7 @@ int h_sanitized(void)
 #endif
 }
 
-char *h_slurp(const char *path, size_t *n)
+char *tu_slurp(const char *path, size_t *n)
 {
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
@@ -53,7 +53,7 @@ char *h_slurp(const char *path, size_t *n)
     return b;
 }
 
-int h_list(const char *dir, char *names, size_t cap)
+int tu_list_dir(const char *dir, char *names, size_t cap)
 {
     DIR *d = opendir(dir);
     if (!d) return -1;
@@ -86,7 +86,16 @@ static void remove_level(const char *dir, int depth)
     rmdir(dir);
 }
 
-void h_remove_tree(const char *dir) { remove_level(dir, 0); }
+void tu_remove_tree(const char *dir) { remove_level(dir, 0); }
+
+void tu_scratch_dir(char *buf, size_t cap, const char *tag)
+{
+    snprintf(buf, cap, "/tmp/anx_%s_XXXXXX", tag);
+    if (!mkdtemp(buf)) {
+        perror("mkdtemp");
+        exit(1);
+    }
+}
 
 static double now(void)
 {
@@ -105,7 +114,7 @@ static int watch_hit(const char *dir, const char *prefix)
 }
 
 /* In the child: limits, signals, redirections, exec.  Only async-signal-safe calls after fork. */
-static void child(const h_opts *o, const char *const *argv, const char *out, const char *err)
+static void child(const tu_spawn_opts *o, const char *const *argv, const char *out, const char *err)
 {
     struct rlimit rl;
     if (o->as_bytes > 0) {
@@ -123,14 +132,11 @@ static void child(const h_opts *o, const char *const *argv, const char *out, con
     _exit(127);
 }
 
-h_run h_spawn(const h_opts *o, const char *const *args)
+tu_run tu_spawn(const tu_spawn_opts *o, const char *const *args)
 {
-    h_run r = {-1, 0, NULL, NULL, 0};
-    char io[64] = "/tmp/anx_hspawn_XXXXXX", out[96], err[96];
-    if (!mkdtemp(io)) {
-        perror("mkdtemp");
-        exit(1);
-    }
+    tu_run r = {-1, 0, NULL, NULL, 0};
+    char io[64], out[96], err[96];
+    tu_scratch_dir(io, sizeof io, "spawn");
     snprintf(out, sizeof out, "%s/stdout", io);
     snprintf(err, sizeof err, "%s/stderr", io);
     const char *argv[80];
@@ -168,8 +174,8 @@ h_run h_spawn(const h_opts *o, const char *const *args)
     }
     r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
     r.signal = WIFSIGNALED(st) ? WTERMSIG(st) : 0;
-    r.out = h_slurp(out, NULL);
-    r.err = h_slurp(err, NULL);
+    r.out = tu_slurp(out, NULL);
+    r.err = tu_slurp(err, NULL);
     if (!r.out) r.out = calloc(1, 1);
     if (!r.err) r.err = calloc(1, 1);
     for (const char *p = r.err; *p; p++) r.err_lines += *p == '\n';
@@ -179,7 +185,7 @@ h_run h_spawn(const h_opts *o, const char *const *args)
     return r;
 }
 
-void h_run_free(h_run *r)
+void tu_run_free(tu_run *r)
 {
     free(r->out);
     free(r->err);
