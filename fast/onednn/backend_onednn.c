@@ -333,10 +333,10 @@ static void onednn_layer_destroy(void *ctx)
 {
     if (!ctx) return;
     switch (((onednn_ctx_head *)ctx)->op) {
-    case ANX_OP_CONV2D: anx_onednn_conv2d_destroy(ctx); break;
+    case ANX_OP_CONV2D:
+    case ANX_OP_LINEAR: onednn_weighted_destroy(ctx); break;
     case ANX_OP_RELU: anx_onednn_relu_destroy(ctx); break;
     case ANX_OP_MAXPOOL: anx_onednn_maxpool_destroy(ctx); break;
-    case ANX_OP_LINEAR: anx_onednn_linear_destroy(ctx); break;
     default: free(ctx);
     }
 }

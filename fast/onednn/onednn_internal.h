@@ -93,15 +93,14 @@ void anx_onednn_reorder_once(const dnnl_memory_desc_t *src_md, const void *src, 
 /* NULL, or why conv2d declines dir for l (see conv2d.c). */
 const char *anx_onednn_conv2d_declines(const anx_layer_desc *l, anx_dir dir);
 
-/* Per-layer contexts: one create / destroy / impl_name per layer file. */
+/* Per-layer contexts: one create / destroy / impl_name per layer file (conv2d and linear are
+ * destroyed by onednn_weighted_destroy, below). */
 void *anx_onednn_conv2d_create(const anx_layer_desc *l, int threads);
 void *anx_onednn_relu_create(const anx_layer_desc *l, int threads);
 void *anx_onednn_maxpool_create(const anx_layer_desc *l, int threads);
 void *anx_onednn_linear_create(const anx_layer_desc *l, int threads);
-void anx_onednn_conv2d_destroy(void *ctx);
 void anx_onednn_relu_destroy(void *ctx);
 void anx_onednn_maxpool_destroy(void *ctx);
-void anx_onednn_linear_destroy(void *ctx);
 const char *anx_onednn_conv2d_impl(void *ctx, anx_dir dir);
 const char *anx_onednn_relu_impl(void *ctx, anx_dir dir);
 const char *anx_onednn_maxpool_impl(void *ctx, anx_dir dir);
@@ -117,6 +116,56 @@ typedef struct onednn_ctx_head {
 typedef struct onednn_plain_ctx {
     onednn_ctx_head head;
 } onednn_plain_ctx;
+
+/* A layer with weights (conv2d.c, linear.c; the shared code in weighted.c): forward, backward
+ * data and backward weights, all on weights in the forward primitive's format, so Adam sees param
+ * and grad in one layout.  A backward primitive that wants another format gets a reorder kept
+ * here, counted as EXEC_WEIGHTS on every exec.  A ctx of such a layer starts with this struct. */
+typedef struct onednn_weighted_layer {
+    onednn_ctx_head head;
+    onednn_prim fwd, bwd_data, bwd_weights;
+    onednn_prim wei_to_bwd;  /* fwd weights -> bwd_data weights, when they differ */
+    float *wei_bwd;          /* its output, owned by wei_to_bwd */
+    onednn_prim dwei_to_fwd; /* bwd_weights' own diff_weights -> fwd format, only if it refused ours */
+    float *dwei_own;         /* bwd_weights' output in that case, owned by bwd_weights */
+} onednn_weighted_layer;
+
+/* The tensors of a weighted layer as its primitives see them: src [n,ic,ih,iw] and dst in the
+ * layout rule, weights in the forward primitive's format, bias x [oc]. */
+typedef struct onednn_weighted_mds {
+    dnnl_memory_desc_t src, weights, bias, dst;
+} onednn_weighted_mds;
+
+typedef void *(*onednn_create_fn)(const anx_layer_desc *l, int threads);
+
+/* The weights md the forward primitive of fwd_op_desc (weights format_tag_any) picks. */
+void onednn_weighted_picked_md(dnnl_memory_desc_t *md, const void *fwd_op_desc);
+/* Makes wl->fwd (src, weights, bias -> dst) from op_desc; aborts naming layer and what
+ * ("convolution", "inner product") when oneDNN has none for our weight format. */
+void onednn_weighted_make_fwd(onednn_weighted_layer *wl, const void *op_desc, const onednn_weighted_mds *m,
+                              const char *layer, const char *what);
+/* Makes the backward primitive p from ours (the op with the forward weight format); if oneDNN
+ * refuses that or only ref takes it, from any (the same op with format_tag_any weights) when that
+ * does better.  Returns 1 when p took any (its weights need a reorder), 0 when it kept ours;
+ * aborts ("no <what>") when neither can be made. */
+int onednn_weighted_init_preferring(onednn_prim *p, const void *ours, const void *any,
+                                    const onednn_weighted_layer *wl, const char *layer, const char *what);
+/* The arguments of wl->bwd_data (made by the caller), with the wei_to_bwd reorder when reorder. */
+void onednn_weighted_bwd_data_args(onednn_weighted_layer *wl, const onednn_weighted_mds *m, int reorder);
+/* Makes wl->bwd_weights (with bias) by init_preferring, with dwei_to_fwd when it took any. */
+void onednn_weighted_make_bwd_weights(onednn_weighted_layer *wl, const void *ours, const void *any,
+                                      const onednn_weighted_mds *m, const char *layer, const char *what);
+/* Frees the primitives and the ctx (which starts with the onednn_weighted_layer). */
+void onednn_weighted_destroy(void *ctx);
+const char *onednn_weighted_impl(const onednn_weighted_layer *wl, anx_dir dir);
+/* ctx, or for a caller without layer_create (allowed by backend.h) a ctx made by create for this
+ * one call; onednn_weighted_done frees that one. */
+onednn_weighted_layer *onednn_weighted_ctx(void *ctx, const anx_layer_desc *l, onednn_create_fn create);
+void onednn_weighted_done(void *ctx, onednn_weighted_layer *wl);
+/* The three directions on the caller's tensors (a), with the counted reorders. */
+void onednn_weighted_fwd(onednn_weighted_layer *wl, const anx_args *a);
+void onednn_weighted_bwd_data(onednn_weighted_layer *wl, const anx_args *a);
+void onednn_weighted_bwd_weights(onednn_weighted_layer *wl, const anx_args *a);
 
 /* The exec functions of the table. */
 void anx_onednn_conv2d_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a);
