@@ -5,10 +5,13 @@
  * never test borders; in that padded row the pair (kx, ci) is one contiguous index f = kx*cbi+ci,
  * exactly as in the weights, so one loop serves the 3-channel conv1 and the 8-blocked others.
  *
- *  fwd          6 output pixels (consecutive in row-major order, may wrap rows) x 16 output
- *               channels: 12 accumulators, 2 weight vectors and 1 broadcast per (icb, ky, f).
+ *  fwd          3 output pixels (consecutive in row-major order, may wrap rows) x 32 output
+ *               channels: 12 accumulators, 3 broadcasts and 4 weight vectors per (icb, ky, f),
+ *               the 4 weight blocks repacked into one stream.  Taps that read only padding are
+ *               skipped like ref does: kernel rows outside every pixel's range (ky_range) and,
+ *               in tiles at a row's ends, the f segments of each pixel (edge_segments).
  *  bwd_data     stride 1 (conv2..5): a forward conv of diff_dst with the flipped, IO-swapped
- *               weights and pad k-1-p, through the same 6x16 kernel.  Other strides (conv1,
+ *               weights and pad k-1-p, through the same 3x32 kernel.  Other strides (conv1,
  *               verification only): a gather over the (oy, ox, oc) that tap each input element.
  *  bwd_weights  16 output channels x 4 taps of f, accumulated over every pixel of an image,
  *               image after image; each thread owns whole output-channel pairs.
@@ -17,8 +20,6 @@
 #include <string.h>
 
 #include "fast/avx2/avx2.h"
-
-enum { RW = 6 }; /* output pixels per fwd tile */
 
 static float *ax_alloc_floats(size_t n)
 {
@@ -47,79 +48,198 @@ static void pad_act(float *dst, const float *src, int n, int c, int h, int w, in
     }
 }
 
+/* [*ky0, *ky1): the kernel rows that read an unpadded src row for some output row in
+ * [oy_first, oy_last]; the others only multiply the zero padding and are skipped. */
+static void ky_range(int *ky0, int *ky1, int oy_first, int oy_last, const ax_conv *cv)
+{
+    const int lo = cv->pad - oy_last * cv->stride, hi = cv->ih + cv->pad - oy_first * cv->stride;
+    *ky0 = lo > 0 ? lo : 0;
+    *ky1 = hi < cv->kh ? hi : cv->kh;
+}
+
 /* ---- forward ---------------------------------------------------------------------------- */
 
-/* out [nb][RW][8] (block stride out_bs) = bias + sum over (icb, ky, f) of in[r][icb, ky, f] * w.
- * in[r]: the padded-src address of pixel r's window corner; w [nb][icb][ky][f][8] (stride w_bs).
- * nb (1, 2) and nvalid (1..RW, the pixels computed) are compile-time constants at every call. */
-AX_INLINE void conv_fwd_tile(const int nb, float *out, size_t out_bs, const int nvalid,
-                             const float *const in[RW], const float *w, size_t w_bs, const float *bias,
-                             int nicb, size_t icb_stride, int kh, size_t row_stride, int f)
+/* out [nb][3][8] (block stride out_bs) = bias + sum over (icb, ky in [ky0, ky1), f)
+ * of in[r][icb, ky, f] * w.  in[r]: the padded-src address of pixel r's window corner; w
+ * [icb][ky][f][nb][8] (block stride w_bs, f stride w_ts).  nb (1..4) and nvalid (1..3, the pixels
+ * computed) are compile-time constants at every call. */
+AX_INLINE void conv_fwd_tile3(const int nb, float *out, size_t out_bs, const int nvalid,
+                              const float *const in[3], const float *w0, size_t w_bs, size_t w_ts, const float *bias,
+                              int nicb, size_t icb_stride, int kh, int ky0, int ky1, size_t row_stride, int f)
 {
-    /* named accumulators c<r><j> (pixel r, block j): GCC keeps an array that is indexed under
-       conditions in memory and stores it after every FMA */
-    const __m256 b0 = bias ? _mm256_loadu_ps(bias) : _mm256_setzero_ps();
-    const __m256 b1 = bias && nb > 1 ? _mm256_loadu_ps(bias + 8) : _mm256_setzero_ps();
-    __m256 c00 = b0, c10 = b0, c20 = b0, c30 = b0, c40 = b0, c50 = b0;
-    __m256 c01 = b1, c11 = b1, c21 = b1, c31 = b1, c41 = b1, c51 = b1;
+#define AX_B(j) (bias && nb > j ? _mm256_loadu_ps(bias + 8 * j) : _mm256_setzero_ps())
+    __m256 c00 = AX_B(0), c10 = c00, c20 = c00;
+    __m256 c01 = AX_B(1), c11 = c01, c21 = c01;
+    __m256 c02 = AX_B(2), c12 = c02, c22 = c02;
+    __m256 c03 = AX_B(3), c13 = c03, c23 = c03;
+#undef AX_B
     for (int icb = 0; icb < nicb; icb++) {
-        for (int ky = 0; ky < kh; ky++) {
+        for (int ky = ky0; ky < ky1; ky++) {
             const size_t off = icb * icb_stride + ky * row_stride;
+            const float *w = w0 + ((size_t)icb * kh + ky) * f * w_ts;
             const float *p0 = in[0] + off, *p1 = in[1] + off, *p2 = in[2] + off;
-            const float *p3 = in[3] + off, *p4 = in[4] + off, *p5 = in[5] + off;
-            for (int t = 0; t < f; t++, w += 8) {
-                const __m256 w0 = _mm256_loadu_ps(w);
-                const __m256 w1 = nb > 1 ? _mm256_loadu_ps(w + w_bs) : w0;
-                __m256 b;
-#define AX_FMA_PIXEL(r)                                                            \
-    if (nvalid > r) {                                                              \
-        b = _mm256_broadcast_ss(p##r + t);                                         \
-        c##r##0 = _mm256_fmadd_ps(b, w0, c##r##0);                                 \
-        if (nb > 1) c##r##1 = _mm256_fmadd_ps(b, w1, c##r##1);                     \
+            for (int t = 0; t < f; t++, w += w_ts) {
+                const __m256 b0 = _mm256_broadcast_ss(p0 + t);
+                const __m256 b1 = nvalid > 1 ? _mm256_broadcast_ss(p1 + t) : b0;
+                const __m256 b2 = nvalid > 2 ? _mm256_broadcast_ss(p2 + t) : b0;
+#define AX_FMA_BLOCK(j)                                                            \
+    if (nb > j) {                                                                  \
+        const __m256 wv = _mm256_loadu_ps(w + j * w_bs);                           \
+        c0##j = _mm256_fmadd_ps(b0, wv, c0##j);                                    \
+        if (nvalid > 1) c1##j = _mm256_fmadd_ps(b1, wv, c1##j);                    \
+        if (nvalid > 2) c2##j = _mm256_fmadd_ps(b2, wv, c2##j);                    \
     }
-                AX_FMA_PIXEL(0)
-                AX_FMA_PIXEL(1)
-                AX_FMA_PIXEL(2)
-                AX_FMA_PIXEL(3)
-                AX_FMA_PIXEL(4)
-                AX_FMA_PIXEL(5)
-#undef AX_FMA_PIXEL
+                AX_FMA_BLOCK(0)
+                AX_FMA_BLOCK(1)
+                AX_FMA_BLOCK(2)
+                AX_FMA_BLOCK(3)
+#undef AX_FMA_BLOCK
             }
         }
     }
-#define AX_STORE(r)                                                                \
-    if (nvalid > r) {                                                              \
-        _mm256_storeu_ps(out + 8 * r, c##r##0);                                    \
-        if (nb > 1) _mm256_storeu_ps(out + out_bs + 8 * r, c##r##1);               \
-    }
-    AX_STORE(0) AX_STORE(1) AX_STORE(2) AX_STORE(3) AX_STORE(4) AX_STORE(5)
+#define AX_STORE(r, j) if (nvalid > r && nb > j) _mm256_storeu_ps(out + j * out_bs + 8 * r, c##r##j);
+    AX_STORE(0, 0) AX_STORE(1, 0) AX_STORE(2, 0) AX_STORE(0, 1) AX_STORE(1, 1) AX_STORE(2, 1)
+    AX_STORE(0, 2) AX_STORE(1, 2) AX_STORE(2, 2) AX_STORE(0, 3) AX_STORE(1, 3) AX_STORE(2, 3)
 #undef AX_STORE
 }
 
-/* The 12 (nb, nvalid) specialisations: a row tail computes only its valid pixels. */
-static void conv_fwd_tile_any(int nb, float *out, size_t out_bs, int nvalid, const float *const in[RW],
-                              const float *w, size_t w_bs, const float *bias, int nicb, size_t icb_stride,
-                              int kh, size_t row_stride, int f)
+static void conv_fwd_tile3_any(int nb, float *out, size_t out_bs, int nvalid, const float *const in[3],
+                               const float *w, size_t w_bs, size_t w_ts, const float *bias, int nicb,
+                               size_t icb_stride, int kh, int ky0, int ky1, size_t row_stride, int f)
 {
 #define AX_CASE(NB, NV)                                                                          \
     if (nb == NB && nvalid == NV) {                                                              \
-        conv_fwd_tile(NB, out, out_bs, NV, in, w, w_bs, bias, nicb, icb_stride, kh, row_stride, f); \
+        conv_fwd_tile3(NB, out, out_bs, NV, in, w, w_bs, w_ts, bias, nicb, icb_stride, kh, ky0, ky1, row_stride, f); \
         return;                                                                                  \
     }
-    AX_CASE(2, 6) AX_CASE(2, 5) AX_CASE(2, 4) AX_CASE(2, 3) AX_CASE(2, 2) AX_CASE(2, 1)
-    AX_CASE(1, 6) AX_CASE(1, 5) AX_CASE(1, 4) AX_CASE(1, 3) AX_CASE(1, 2) AX_CASE(1, 1)
+    AX_CASE(4, 3) AX_CASE(4, 2) AX_CASE(4, 1) AX_CASE(3, 3) AX_CASE(3, 2) AX_CASE(3, 1)
+    AX_CASE(2, 3) AX_CASE(2, 2) AX_CASE(2, 1) AX_CASE(1, 3) AX_CASE(1, 2) AX_CASE(1, 1)
 #undef AX_CASE
 }
 
-void anx_f32_conv2d_fwd__avx2_6x16(float *dst, const float *src, const float *w, const float *b,
+
+/* Edge tiles: the f range of every (icb, ky) is cut into nseg segments [sg[2s], sg[2s+1]) in
+ * each of which the pixels of mask sm[s] read unpadded src; the others are skipped. */
+AX_INLINE void conv_fwd_tile3e(const int nb, float *out, size_t out_bs, const int nvalid,
+                               const float *const in[3], const float *w0, size_t w_bs, size_t w_ts, const float *bias,
+                               int nicb, size_t icb_stride, int kh, int ky0, int ky1,
+                               size_t row_stride, int f, int nseg, const int *sg, const int *sm)
+{
+#define AX_B(j) (bias && nb > j ? _mm256_loadu_ps(bias + 8 * j) : _mm256_setzero_ps())
+    __m256 c00 = AX_B(0), c10 = c00, c20 = c00;
+    __m256 c01 = AX_B(1), c11 = c01, c21 = c01;
+    __m256 c02 = AX_B(2), c12 = c02, c22 = c02;
+    __m256 c03 = AX_B(3), c13 = c03, c23 = c03;
+#undef AX_B
+    for (int icb = 0; icb < nicb; icb++) {
+        for (int ky = ky0; ky < ky1; ky++) {
+            const size_t off = icb * icb_stride + ky * row_stride;
+            const float *p0 = in[0] + off, *p1 = in[1] + off, *p2 = in[2] + off;
+            const float *wk = w0 + ((size_t)icb * kh + ky) * f * w_ts;
+            for (int s = 0; s < nseg; s++) {
+                const int t1 = sg[2 * s + 1];
+#define AX_ON(M, r) (nvalid > r && ((M) >> r & 1))
+#define AX_FMA_BLOCK(M, j)                                                         \
+    if (nb > j) {                                                                  \
+        const __m256 wv = _mm256_loadu_ps(w + j * w_bs);                           \
+        if (AX_ON(M, 0)) c0##j = _mm256_fmadd_ps(b0, wv, c0##j);                   \
+        if (AX_ON(M, 1)) c1##j = _mm256_fmadd_ps(b1, wv, c1##j);                   \
+        if (AX_ON(M, 2)) c2##j = _mm256_fmadd_ps(b2, wv, c2##j);                   \
+    }
+#define AX_SEG(M)                                                                  \
+    case M:                                                                        \
+        for (int t = sg[2 * s]; t < t1; t++) {                                     \
+            const float *w = wk + w_ts * t;                                        \
+            const __m256 b0 = AX_ON(M, 0) ? _mm256_broadcast_ss(p0 + t) : _mm256_setzero_ps(); \
+            const __m256 b1 = AX_ON(M, 1) ? _mm256_broadcast_ss(p1 + t) : _mm256_setzero_ps(); \
+            const __m256 b2 = AX_ON(M, 2) ? _mm256_broadcast_ss(p2 + t) : _mm256_setzero_ps(); \
+            AX_FMA_BLOCK(M, 0) AX_FMA_BLOCK(M, 1) AX_FMA_BLOCK(M, 2) AX_FMA_BLOCK(M, 3)      \
+        }                                                                          \
+        break;
+                switch (sm[s]) {
+                    AX_SEG(1) AX_SEG(2) AX_SEG(3) AX_SEG(4) AX_SEG(5) AX_SEG(6) AX_SEG(7)
+                default: break;
+                }
+#undef AX_SEG
+#undef AX_FMA_BLOCK
+#undef AX_ON
+            }
+        }
+    }
+#define AX_STORE(r, j) if (nvalid > r && nb > j) _mm256_storeu_ps(out + j * out_bs + 8 * r, c##r##j);
+    AX_STORE(0, 0) AX_STORE(1, 0) AX_STORE(2, 0) AX_STORE(0, 1) AX_STORE(1, 1) AX_STORE(2, 1)
+    AX_STORE(0, 2) AX_STORE(1, 2) AX_STORE(2, 2) AX_STORE(0, 3) AX_STORE(1, 3) AX_STORE(2, 3)
+#undef AX_STORE
+}
+
+static void conv_fwd_tile3e_any(int nb, float *out, size_t out_bs, int nvalid, const float *const in[3],
+                                const float *w, size_t w_bs, size_t w_ts, const float *bias, int nicb,
+                                size_t icb_stride, int kh, int ky0, int ky1, size_t row_stride, int f,
+                                int nseg, const int *sg, const int *sm)
+{
+#define AX_CASE(NB, NV)                                                                          \
+    if (nb == NB && nvalid == NV) {                                                              \
+        conv_fwd_tile3e(NB, out, out_bs, NV, in, w, w_bs, w_ts, bias, nicb, icb_stride, kh, ky0, ky1, \
+                        row_stride, f, nseg, sg, sm);                                            \
+        return;                                                                                  \
+    }
+    AX_CASE(4, 3) AX_CASE(4, 2) AX_CASE(4, 1) AX_CASE(3, 3) AX_CASE(3, 2) AX_CASE(3, 1)
+    AX_CASE(2, 3) AX_CASE(2, 2) AX_CASE(2, 1) AX_CASE(1, 3) AX_CASE(1, 2) AX_CASE(1, 1)
+#undef AX_CASE
+}
+
+/* The segments of a tile of nvalid pixels at columns ox[r]; returns nseg (0: no edge, use the
+ * plain kernel). */
+static int edge_segments(int *sg, int *sm, const int ox[3], int nvalid, const ax_conv *cv, int cbi)
+{
+    const int f = cv->kw * cbi;
+    int lo[3], hi[3], cut[8], nc = 0, any = 0;
+    cut[nc++] = 0, cut[nc++] = f;
+    for (int r = 0; r < nvalid; r++) {
+        const int a = cv->pad - ox[r] * cv->stride, b = cv->iw + cv->pad - ox[r] * cv->stride;
+        lo[r] = (a > 0 ? a : 0) * cbi, hi[r] = (b < cv->kw ? b : cv->kw) * cbi;
+        if (lo[r] > 0 || hi[r] < f) any = 1;
+        cut[nc++] = lo[r], cut[nc++] = hi[r];
+    }
+    if (!any) return 0;
+    for (int i = 1; i < nc; i++) /* insertion sort */
+        for (int j = i; j > 0 && cut[j - 1] > cut[j]; j--) {
+            const int x = cut[j];
+            cut[j] = cut[j - 1], cut[j - 1] = x;
+        }
+    int nseg = 0;
+    for (int i = 0; i + 1 < nc; i++) {
+        if (cut[i] == cut[i + 1]) continue;
+        int m = 0;
+        for (int r = 0; r < nvalid; r++) m |= (lo[r] <= cut[i] && cut[i + 1] <= hi[r]) << r;
+        if (!m) continue;
+        if (nseg && sm[nseg - 1] == m && sg[2 * nseg - 1] == cut[i]) {
+            sg[2 * nseg - 1] = cut[i + 1];
+            continue;
+        }
+        sg[2 * nseg] = cut[i], sg[2 * nseg + 1] = cut[i + 1], sm[nseg] = m, nseg++;
+    }
+    return nseg;
+}
+
+void anx_f32_conv2d_fwd__avx2_3x32(float *dst, const float *src, const float *w, const float *b,
                                    const ax_conv *cv, int threads)
 {
     /* dst [n][oc/8][oh][ow][8], src [n][ic/cbi][ih][iw][cbi], w [oc/8][ic/cbi][kh][kw][cbi][8], b [oc] */
     const int cbi = ax_cb(cv->ic), hp = cv->ih + 2 * cv->pad, wp = cv->iw + 2 * cv->pad;
-    const int nicb = cv->ic / cbi, nocb = cv->oc / 8, npair = (nocb + 1) / 2, f = cv->kw * cbi;
+    const int nicb = cv->ic / cbi, nocb = cv->oc / 8, nquad = (nocb + 3) / 4, f = cv->kw * cbi;
     const size_t img_in = (size_t)cv->ic * hp * wp, plane = (size_t)cv->oh * cv->ow;
     const size_t img_out = (size_t)cv->oc * plane, w_bs = (size_t)cv->ic * cv->kh * cv->kw * 8;
     const size_t icb_stride = (size_t)hp * wp * cbi, row_stride = (size_t)wp * cbi;
+    /* wq [quad][icb][ky][f][nb][8]: the nb <= 4 blocks of a quad interleaved in one stream */
+    float *wq = ax_alloc_floats((size_t)nocb * w_bs);
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int ob = 0; ob < nocb; ob++) {
+        const int q0 = ob / 4 * 4, nbq = nocb - q0 >= 4 ? 4 : nocb - q0, j = ob - q0;
+        const float *s = w + (size_t)ob * w_bs;
+        float *d = wq + (size_t)q0 * w_bs + 8 * j;
+        for (size_t e = 0; e < w_bs / 8; e++) memcpy(d + e * 8 * nbq, s + e * 8, 8 * sizeof *d);
+    }
     float *padded = NULL;
     if (cv->pad) {
         padded = ax_alloc_floats((size_t)cv->n * img_in);
@@ -128,30 +248,39 @@ void anx_f32_conv2d_fwd__avx2_6x16(float *dst, const float *src, const float *w,
     }
 #pragma omp parallel for collapse(2) num_threads(threads) schedule(static)
     for (int n = 0; n < cv->n; n++) {
-        for (int pr = 0; pr < npair; pr++) {
-            const int ocb = 2 * pr, nb = nocb - ocb >= 2 ? 2 : 1;
-            const float *wb = w + ocb * w_bs, *bias = b ? b + ocb * 8 : NULL;
+        for (int qd = 0; qd < nquad; qd++) {
+            const int ocb = 4 * qd, nb = nocb - ocb >= 4 ? 4 : nocb - ocb;
+            const float *wb = wq + ocb * w_bs, *bias = b ? b + ocb * 8 : NULL;
             const float *img = src + n * img_in;
             float *out = dst + n * img_out + ocb * plane * 8;
-            for (size_t p = 0; p < plane; p += RW) {
-                const int nvalid = plane - p >= RW ? RW : (int)(plane - p);
-                const float *in[RW];
-                for (int r = 0; r < RW; r++) {
+            for (size_t p = 0; p < plane; p += 3) {
+                const int nvalid = plane - p >= 3 ? 3 : (int)(plane - p);
+                const float *in[3];
+                int ox[3], sg[16], sm[8], ky0, ky1;
+                for (int r = 0; r < 3; r++) {
                     const size_t q = p + (r < nvalid ? r : 0);
-                    const size_t oy = q / cv->ow, ox = q % cv->ow;
-                    in[r] = img + (oy * cv->stride * wp + ox * cv->stride) * cbi;
+                    const size_t oy = q / cv->ow;
+                    ox[r] = (int)(q % cv->ow);
+                    in[r] = img + (oy * cv->stride * wp + (size_t)ox[r] * cv->stride) * cbi;
                 }
-                conv_fwd_tile_any(nb, out + p * 8, plane * 8, nvalid, in, wb, w_bs, bias, nicb,
-                                  icb_stride, cv->kh, row_stride, f);
+                ky_range(&ky0, &ky1, (int)(p / cv->ow), (int)((p + nvalid - 1) / cv->ow), cv);
+                const int nseg = edge_segments(sg, sm, ox, nvalid, cv, cbi);
+                if (nseg)
+                    conv_fwd_tile3e_any(nb, out + p * 8, plane * 8, nvalid, in, wb, 8, 8 * (size_t)nb, bias,
+                                        nicb, icb_stride, cv->kh, ky0, ky1, row_stride, f, nseg, sg, sm);
+                else
+                    conv_fwd_tile3_any(nb, out + p * 8, plane * 8, nvalid, in, wb, 8, 8 * (size_t)nb, bias,
+                                       nicb, icb_stride, cv->kh, ky0, ky1, row_stride, f);
             }
         }
     }
     free(padded);
+    free(wq);
 }
 
 /* ---- backward data ---------------------------------------------------------------------- */
 
-void anx_f32_conv2d_bwd_data__avx2_6x16(float *diff_src, const float *diff_dst, const float *w,
+void anx_f32_conv2d_bwd_data__avx2_3x32(float *diff_src, const float *diff_dst, const float *w,
                                         const ax_conv *cv, int threads)
 {
     /* stride 1, ic % 8 == 0, kh == kw.  diff_src [n][ic/8][ih][iw][8], diff_dst [n][oc/8][oh][ow][8],
@@ -172,7 +301,7 @@ void anx_f32_conv2d_bwd_data__avx2_6x16(float *diff_src, const float *diff_dst, 
         }
     }
     const ax_conv t = {cv->n, cv->oc, cv->oh, cv->ow, cv->ic, cv->ih, cv->iw, k, k, 1, k - 1 - cv->pad};
-    anx_f32_conv2d_fwd__avx2_6x16(diff_src, diff_dst, wt, NULL, &t, threads);
+    anx_f32_conv2d_fwd__avx2_3x32(diff_src, diff_dst, wt, NULL, &t, threads);
     free(wt);
 }
 
@@ -347,7 +476,7 @@ static ax_conv conv_of(const anx_layer_desc *l)
     return cv;
 }
 
-/* bwd_data through the 6x16 forward kernel needs stride 1, a square kernel and blocked diff_src. */
+/* bwd_data through the 3x32 forward kernel needs stride 1, a square kernel and blocked diff_src. */
 static int bwd_data_is_fwd(const anx_layer_desc *l)
 {
     return l->stride == 1 && l->kh == l->kw && l->ic % 8 == 0 && l->pad <= l->kh - 1;
@@ -356,14 +485,14 @@ static int bwd_data_is_fwd(const anx_layer_desc *l)
 void ax_conv2d_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a)
 {
     const ax_conv cv = conv_of(l);
-    anx_f32_conv2d_fwd__avx2_6x16(a->dst, a->src, a->weights, a->bias, &cv, ax_threads(ctx));
+    anx_f32_conv2d_fwd__avx2_3x32(a->dst, a->src, a->weights, a->bias, &cv, ax_threads(ctx));
 }
 
 void ax_conv2d_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a)
 {
     const ax_conv cv = conv_of(l);
     if (bwd_data_is_fwd(l))
-        anx_f32_conv2d_bwd_data__avx2_6x16(a->diff_src, a->diff_dst, a->weights, &cv, ax_threads(ctx));
+        anx_f32_conv2d_bwd_data__avx2_3x32(a->diff_src, a->diff_dst, a->weights, &cv, ax_threads(ctx));
     else
         anx_f32_conv2d_bwd_data__avx2_gather(a->diff_src, a->diff_dst, a->weights, &cv, ax_threads(ctx));
 }
@@ -378,9 +507,9 @@ void ax_conv2d_bwd_weights(void *ctx, const anx_layer_desc *l, const anx_args *a
 const char *ax_conv2d_impl(const anx_layer_desc *l, anx_dir dir)
 {
     switch (dir) {
-    case ANX_FWD: return "anx_f32_conv2d_fwd__avx2_6x16";
+    case ANX_FWD: return "anx_f32_conv2d_fwd__avx2_3x32";
     case ANX_BWD_DATA:
-        return bwd_data_is_fwd(l) ? "anx_f32_conv2d_bwd_data__avx2_6x16" : "anx_f32_conv2d_bwd_data__avx2_gather";
+        return bwd_data_is_fwd(l) ? "anx_f32_conv2d_bwd_data__avx2_3x32" : "anx_f32_conv2d_bwd_data__avx2_gather";
     default: return "anx_f32_conv2d_bwd_weights__avx2_16x4";
     }
 }
