@@ -66,9 +66,9 @@ AX_INLINE float ax_hsum(__m256 v)
 #endif
 
 /* Conv2d kernels (conv2d.c). */
-void anx_f32_conv2d_fwd__avx2_6x16(float *dst, const float *src, const float *w, const float *b,
+void anx_f32_conv2d_fwd__avx2_3x32(float *dst, const float *src, const float *w, const float *b,
                                    const ax_conv *cv, int threads);
-void anx_f32_conv2d_bwd_data__avx2_6x16(float *diff_src, const float *diff_dst, const float *w,
+void anx_f32_conv2d_bwd_data__avx2_3x32(float *diff_src, const float *diff_dst, const float *w,
                                         const ax_conv *cv, int threads);
 void anx_f32_conv2d_bwd_data__avx2_gather(float *diff_src, const float *diff_dst, const float *w,
                                           const ax_conv *cv, int threads);
