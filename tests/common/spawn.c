@@ -14,21 +14,6 @@
 #include <time.h>
 #include <unistd.h>
 
-int tu_sanitized(void)
-{
-#if defined(__SANITIZE_ADDRESS__)
-    return 1;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-    return 1;
-#else
-    return 0;
-#endif
-#else
-    return 0;
-#endif
-}
-
 char *tu_slurp(const char *path, size_t *n)
 {
     FILE *f = fopen(path, "rb");

@@ -34,10 +34,6 @@ typedef struct tu_run {
 tu_run tu_spawn(const tu_spawn_opts *o, const char *const *args);
 void tu_run_free(tu_run *r);
 
-/* 1 when this test (and so the programs it runs, built with the same flags) uses ASan, whose
- * shadow memory reservation does not fit under RLIMIT_AS. */
-int tu_sanitized(void);
-
 /* The whole file (NUL-terminated) or NULL; its size in *n. */
 char *tu_slurp(const char *path, size_t *n);
 /* Files in dir other than . and .. (names space-separated in names), or -1 when unreadable. */

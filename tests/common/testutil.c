@@ -141,3 +141,18 @@ int tu_expect_within(const float *got, const double *want, const double *bound, 
     }
     return bad == 0;
 }
+
+int tu_sanitized(void)
+{
+#if defined(__SANITIZE_ADDRESS__)
+    return 1;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+    return 1;
+#else
+    return 0;
+#endif
+#else
+    return 0;
+#endif
+}

@@ -50,4 +50,9 @@ int tu_expect_close(const float *got, const float *want, size_t n, double atol, 
 int tu_expect_within(const float *got, const double *want, const double *bound, size_t n,
                      const char *what);
 
+/* 1 when this test (and so the programs it runs, built with the same flags) uses ASan, whose
+ * shadow memory reservation does not fit under RLIMIT_AS, and whose instrumented
+ * loops run the ref kernels 5-10x slower (tests then say what they leave to the release build). */
+int tu_sanitized(void);
+
 #endif
