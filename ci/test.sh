@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The test command: installs what is missing, configures, builds and runs every ctest test.
 #   ci/test.sh            release build (warnings are errors)
-#   ci/test.sh asan       AddressSanitizer + UndefinedBehaviorSanitizer build (labels slow and
-#                         soak left out by the preset: full-size steps are 3-5x slower there)
+#   ci/test.sh asan       AddressSanitizer + UndefinedBehaviorSanitizer build, every test but the
+#                         soak (the golden gate there verifies one golden file, see README)
 #   ci/test.sh release -L quick    extra arguments go to ctest (here: only the quick label;
 #                         note that a -LE given here replaces the preset's exclusions)
 set -euo pipefail
