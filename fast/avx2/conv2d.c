@@ -59,6 +59,23 @@ static void ky_range(int *ky0, int *ky1, int oy_first, int oy_last, const ax_con
 
 /* ---- forward ---------------------------------------------------------------------------- */
 
+/* The 3 pixels x 4 blocks of the 3x32 tile kernels below: named accumulators c<r><j> (pixel r,
+ * block j; an array indexed under conditions would live in memory), started at the bias and
+ * stored for the valid pixels and blocks only.  Expect nb, nvalid, bias, out, out_bs in scope. */
+#define AX_TILE3_BIAS(j) (bias && nb > j ? _mm256_loadu_ps(bias + 8 * j) : _mm256_setzero_ps())
+#define AX_TILE3_ACC_INIT                                                                   \
+    __m256 c00 = AX_TILE3_BIAS(0), c10 = c00, c20 = c00;                                    \
+    __m256 c01 = AX_TILE3_BIAS(1), c11 = c01, c21 = c01;                                    \
+    __m256 c02 = AX_TILE3_BIAS(2), c12 = c02, c22 = c02;                                    \
+    __m256 c03 = AX_TILE3_BIAS(3), c13 = c03, c23 = c03;
+#define AX_TILE3_STORE1(r, j) \
+    if (nvalid > r && nb > j) _mm256_storeu_ps(out + j * out_bs + 8 * r, c##r##j);
+#define AX_TILE3_STORE                                                                      \
+    AX_TILE3_STORE1(0, 0) AX_TILE3_STORE1(1, 0) AX_TILE3_STORE1(2, 0)                        \
+    AX_TILE3_STORE1(0, 1) AX_TILE3_STORE1(1, 1) AX_TILE3_STORE1(2, 1)                        \
+    AX_TILE3_STORE1(0, 2) AX_TILE3_STORE1(1, 2) AX_TILE3_STORE1(2, 2)                        \
+    AX_TILE3_STORE1(0, 3) AX_TILE3_STORE1(1, 3) AX_TILE3_STORE1(2, 3)
+
 /* out [nb][3][8] (block stride out_bs) = bias + sum over (icb, ky in [ky0, ky1), f)
  * of in[r][icb, ky, f] * w.  in[r]: the padded-src address of pixel r's window corner; w
  * [icb][ky][f][nb][8] (block stride w_bs, f stride w_ts).  nb (1..4) and nvalid (1..3, the pixels
@@ -67,12 +84,7 @@ AX_INLINE void conv_fwd_tile3(const int nb, float *out, size_t out_bs, const int
                               const float *const in[3], const float *w0, size_t w_bs, size_t w_ts, const float *bias,
                               int nicb, size_t icb_stride, int kh, int ky0, int ky1, size_t row_stride, int f)
 {
-#define AX_B(j) (bias && nb > j ? _mm256_loadu_ps(bias + 8 * j) : _mm256_setzero_ps())
-    __m256 c00 = AX_B(0), c10 = c00, c20 = c00;
-    __m256 c01 = AX_B(1), c11 = c01, c21 = c01;
-    __m256 c02 = AX_B(2), c12 = c02, c22 = c02;
-    __m256 c03 = AX_B(3), c13 = c03, c23 = c03;
-#undef AX_B
+    AX_TILE3_ACC_INIT
     for (int icb = 0; icb < nicb; icb++) {
         for (int ky = ky0; ky < ky1; ky++) {
             const size_t off = icb * icb_stride + ky * row_stride;
@@ -97,10 +109,7 @@ AX_INLINE void conv_fwd_tile3(const int nb, float *out, size_t out_bs, const int
             }
         }
     }
-#define AX_STORE(r, j) if (nvalid > r && nb > j) _mm256_storeu_ps(out + j * out_bs + 8 * r, c##r##j);
-    AX_STORE(0, 0) AX_STORE(1, 0) AX_STORE(2, 0) AX_STORE(0, 1) AX_STORE(1, 1) AX_STORE(2, 1)
-    AX_STORE(0, 2) AX_STORE(1, 2) AX_STORE(2, 2) AX_STORE(0, 3) AX_STORE(1, 3) AX_STORE(2, 3)
-#undef AX_STORE
+    AX_TILE3_STORE
 }
 
 static void conv_fwd_tile3_any(int nb, float *out, size_t out_bs, int nvalid, const float *const in[3],
@@ -125,12 +134,7 @@ AX_INLINE void conv_fwd_tile3e(const int nb, float *out, size_t out_bs, const in
                                int nicb, size_t icb_stride, int kh, int ky0, int ky1,
                                size_t row_stride, int f, int nseg, const int *sg, const int *sm)
 {
-#define AX_B(j) (bias && nb > j ? _mm256_loadu_ps(bias + 8 * j) : _mm256_setzero_ps())
-    __m256 c00 = AX_B(0), c10 = c00, c20 = c00;
-    __m256 c01 = AX_B(1), c11 = c01, c21 = c01;
-    __m256 c02 = AX_B(2), c12 = c02, c22 = c02;
-    __m256 c03 = AX_B(3), c13 = c03, c23 = c03;
-#undef AX_B
+    AX_TILE3_ACC_INIT
     for (int icb = 0; icb < nicb; icb++) {
         for (int ky = ky0; ky < ky1; ky++) {
             const size_t off = icb * icb_stride + ky * row_stride;
@@ -166,10 +170,7 @@ AX_INLINE void conv_fwd_tile3e(const int nb, float *out, size_t out_bs, const in
             }
         }
     }
-#define AX_STORE(r, j) if (nvalid > r && nb > j) _mm256_storeu_ps(out + j * out_bs + 8 * r, c##r##j);
-    AX_STORE(0, 0) AX_STORE(1, 0) AX_STORE(2, 0) AX_STORE(0, 1) AX_STORE(1, 1) AX_STORE(2, 1)
-    AX_STORE(0, 2) AX_STORE(1, 2) AX_STORE(2, 2) AX_STORE(0, 3) AX_STORE(1, 3) AX_STORE(2, 3)
-#undef AX_STORE
+    AX_TILE3_STORE
 }
 
 static void conv_fwd_tile3e_any(int nb, float *out, size_t out_bs, int nvalid, const float *const in[3],
