@@ -1,5 +1,7 @@
 #include "cli.h"
 
+#include "anx/net.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -33,6 +35,18 @@ double cli_ram_available(void)
     if (avail >= 0) return avail + swap;
     long pages = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGESIZE);
     return pages > 0 && page > 0 ? (double)pages * (double)page : 0;
+}
+
+double cli_net_bytes(const anx_model *m, double *param_bytes)
+{
+    double params = 0.0, acts = (double)m->cfg.batch * m->cfg.in_dim * m->cfg.input_hw * m->cfg.input_hw * 2.0;
+    for (int p = 0; p < ANX_NUM_PARAMS; p++) params += (double)m->params[p].count * ANX_STATE_COUNT;
+    for (int i = 0; i < ANX_NUM_LAYERS; i++) {
+        double n = (double)anx_desc_plain_count(&m->layers[i], ANX_DST);
+        acts += m->layers[i].op == ANX_OP_DROPOUT ? 4.0 * n : 2.0 * n; /* + mask and ones */
+    }
+    if (param_bytes) *param_bytes = 4.0 * params;
+    return 4.0 * (params + acts);
 }
 
 double cli_now(void)

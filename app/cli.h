@@ -44,6 +44,13 @@ int cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(print
  * unknown (the caller then lets the allocation decide). */
 double cli_ram_available(void);
 
+/* Bytes a network of model m needs, in plain float32 (the backends' blocked layouts pad
+ * little): the parameters with their gradients and two Adam moments, every layer's output and
+ * its gradient, the dropout masks, and the batch twice (ours and the network's copy).  The
+ * parameters' share goes to *param_bytes unless it is NULL. */
+struct anx_model;
+double cli_net_bytes(const struct anx_model *m, double *param_bytes);
+
 /* Wall clock in seconds (CLOCK_MONOTONIC) */
 double cli_now(void);
 

@@ -506,21 +506,6 @@ static int run_steps(anx_net *net, const step_opts *o, const step_batch *b)
     return bad ? ANX_EXIT_FAIL : ANX_EXIT_OK;
 }
 
-/* Bytes the network needs, in plain float32 (the backends' blocked layouts pad little): the
- * parameters with their gradients and two Adam moments, every layer's output and its gradient,
- * the dropout masks, and the batch twice (ours and the network's copy). */
-static double net_bytes(const anx_model *m, double *param_bytes)
-{
-    double params = 0.0, acts = (double)m->cfg.batch * m->cfg.in_dim * m->cfg.input_hw * m->cfg.input_hw * 2.0;
-    for (int p = 0; p < ANX_NUM_PARAMS; p++) params += (double)m->params[p].count * ANX_STATE_COUNT;
-    for (int i = 0; i < ANX_NUM_LAYERS; i++) {
-        double n = (double)anx_desc_plain_count(&m->layers[i], ANX_DST);
-        acts += m->layers[i].op == ANX_OP_DROPOUT ? 4.0 * n : 2.0 * n; /* + mask and ones */
-    }
-    *param_bytes = 4.0 * params;
-    return 4.0 * (params + acts);
-}
-
 /* Linux overcommits memory: a network larger than RAM may be allocated fine and the process
  * OOM-killed while the buffers are first written.  So a size that cannot fit is refused here,
  * naming what made it large: the classes / in_dim (parameters) or the batch. */
@@ -528,7 +513,7 @@ static int check_memory(const anx_model *m, const step_opts *o)
 {
     const double ram = cli_ram_available();
     if (ram <= 0) return 0; /* unknown: let the allocation decide */
-    double params, need = net_bytes(m, &params);
+    double params, need = cli_net_bytes(m, &params);
     if (need <= ram) return 0;
     const anx_model_config *c = &m->cfg;
     char culprit[256];

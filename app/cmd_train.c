@@ -401,19 +401,6 @@ static void trainer_free(trainer *t)
     free(t->scratch);
 }
 
-/* Bytes of one net (parameters x 4 states, activations and their gradients, masks), as
- * app/cmd_step.c estimates them. */
-static double net_bytes(const anx_model *m)
-{
-    double params = 0.0, acts = (double)m->cfg.batch * m->cfg.in_dim * m->cfg.input_hw * m->cfg.input_hw * 2.0;
-    for (int p = 0; p < ANX_NUM_PARAMS; p++) params += (double)m->params[p].count * ANX_STATE_COUNT;
-    for (int i = 0; i < ANX_NUM_LAYERS; i++) {
-        double n = (double)anx_desc_plain_count(&m->layers[i], ANX_DST);
-        acts += m->layers[i].op == ANX_OP_DROPOUT ? 4.0 * n : 2.0 * n;
-    }
-    return 4.0 * (params + acts);
-}
-
 /* Linux overcommits: a net larger than RAM may allocate and then be OOM-killed while first
  * written, so a batch that cannot fit (with the short-batch net when the set does not divide)
  * is refused up front. */
@@ -423,12 +410,12 @@ static int check_memory(const anx_model_config *cfg, int tail)
     anx_model m;
     char err[256];
     if (ram <= 0 || anx_model_init(&m, cfg, err, sizeof err)) return 0; /* let create decide */
-    double need = net_bytes(&m);
+    double need = cli_net_bytes(&m, NULL);
     need += 2.0 * 4.0 * cfg->batch * 3.0 * cfg->input_hw * cfg->input_hw; /* loader slots */
     if (tail) {
         anx_model_config c2 = *cfg;
         c2.batch = tail;
-        if (anx_model_init(&m, &c2, err, sizeof err) == 0) need += net_bytes(&m);
+        if (anx_model_init(&m, &c2, err, sizeof err) == 0) need += cli_net_bytes(&m, NULL);
     }
     if (need <= ram) return 0;
     cli_error(CMD, "--batch %d: out of memory: Alexnet(3, %d) at batch %d needs about %.1f GiB, more than the %.1f GiB of RAM available here",
