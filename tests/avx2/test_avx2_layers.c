@@ -13,8 +13,9 @@
  * and twice, and requires identical bits.
  *
  * Shapes: every layer of Alexnet(3, 1000) at batch 1, conv1 with in_dim 1 and 4 at batch 3,
- * and awkward ones (batch 3 and 7, widths 5..13 that are not multiples of 8, odd channel
- * block counts, k tails, 1x1 kernels, stride 2 on blocked input, plain-layout pooling).
+ * and awkward ones (batch 3 and 7, widths 2..13 that are not multiples of 8, odd channel
+ * block counts, k tails, 1x1 kernels, stride 2 on blocked input, windows wider than the image,
+ * several input-channel chunks, plain-layout pooling).
  * Seeds are fixed and printed with every failure.
  */
 #include <math.h>
@@ -307,6 +308,15 @@ int main(int argc, char **argv)
         make(ANX_OP_CONV2D, "conv 5->8 k3p1 w9", 1, 5, 9, 9, 8, 3, 1, 1),
         make(ANX_OP_CONV2D, "conv 1->24 k11s4 w31", 3, 1, 31, 31, 24, 11, 4, 0),
         make(ANX_OP_CONV2D, "conv 12->16 k3 w6", 3, 12, 6, 6, 16, 3, 1, 0),
+        /* fwd reads src in place and skips the taps in the padding: windows wider than the
+         * image (w2, k5p2), outputs of 1 pixel (w3 k3, and its bwd_data 1 -> 3 with pad 2),
+         * pad = k-1 (bwd_data pad 0), rows of 4 = 3 + 1 pixels */
+        make(ANX_OP_CONV2D, "conv 8->16 k5p2 w2", 3, 8, 2, 2, 16, 5, 1, 2),
+        make(ANX_OP_CONV2D, "conv 8->8 k3 w3", 3, 8, 3, 3, 8, 3, 1, 0),
+        make(ANX_OP_CONV2D, "conv 8->16 k3p2 w4", 2, 8, 4, 4, 16, 3, 1, 2),
+        /* more than one input-channel chunk (fwd_icb_chunk: 14 blocks of 3x3), in fwd and in bwd_data */
+        make(ANX_OP_CONV2D, "conv 136->40 k3p1 w4", 2, 136, 4, 4, 40, 3, 1, 1),
+        make(ANX_OP_CONV2D, "conv 40->136 k3p1 w4", 2, 40, 4, 4, 136, 3, 1, 1),
         make(ANX_OP_MAXPOOL, "pool 16 k3s2 w11", 3, 16, 9, 11, 0, 3, 2, 0),
         make(ANX_OP_MAXPOOL, "pool 3 k3s2 w13", 3, 3, 13, 13, 0, 3, 2, 0),
         make(ANX_OP_MAXPOOL, "pool 8 k2s2 w6", 1, 8, 6, 6, 0, 2, 2, 0),
