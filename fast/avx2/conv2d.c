@@ -120,6 +120,9 @@ AX_INLINE void conv_fwd_tile3(const int nb, const int nvalid, float *out, const 
             const float *w = ps->w + ((size_t)icb * ps->kh + ky) * f * 8 * nb;
             /* all f taps of a plain tile are inside src, so these three pointers are too */
             const float *p0 = img + (tl->off[0] + off), *p1 = img + (tl->off[1] + off), *p2 = img + (tl->off[2] + off);
+            /* unrolled by the channel block: immediate offsets instead of a loop test per tap
+             * (conv2 3.5% faster; 24 = whole rows of 3x3 taps is no faster than 8) */
+#pragma GCC unroll 8
             for (int t = 0; t < f; t++, w += 8 * nb) {
                 const __m256 b0 = _mm256_broadcast_ss(p0 + t);
                 const __m256 b1 = nvalid > 1 ? _mm256_broadcast_ss(p1 + t) : b0;
