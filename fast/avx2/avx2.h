@@ -28,10 +28,30 @@
 #endif
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 
 #include "anx/backend.h"
 
 #define AX_INLINE static inline __attribute__((always_inline))
+
+/* A 64-byte aligned workspace of n floats for `what`.  The kernels have no error path, so when
+ * memory runs out the process ends the way the CLI's other memory errors do: one line naming
+ * the workspace, exit status 2.  (Files are never half-written: checkpoints go through a
+ * temporary file and a rename.) */
+static inline void *ax_alloc_bytes(size_t bytes, const char *what)
+{
+    void *p = NULL;
+    if (posix_memalign(&p, 64, bytes ? bytes : 1) != 0) {
+        fprintf(stderr, "anx: avx2 backend: out of memory for %s (%.1f MiB)\n", what, bytes / 1048576.0);
+        exit(2);
+    }
+    return p;
+}
+static inline float *ax_alloc_floats(size_t n, const char *what)
+{
+    return ax_alloc_bytes(n * sizeof(float), what);
+}
 
 /* Channel block of an activation with c channels: 8 (nChw8c) or 1 (plain). */
 static inline int ax_cb(int c) { return c % 8 == 0 ? 8 : 1; }

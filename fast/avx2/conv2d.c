@@ -23,13 +23,6 @@
 
 #include "fast/avx2/avx2.h"
 
-static float *ax_alloc_floats(size_t n)
-{
-    void *p = NULL;
-    if (posix_memalign(&p, 64, (n ? n : 1) * sizeof(float)) != 0) abort();
-    return p;
-}
-
 /* dst [n][C/cb][h+2p][w+2p][cb]: the zero-padded copy of src [n][C/cb][h][w][cb]. */
 static void pad_act(float *dst, const float *src, int n, int c, int h, int w, int pad, int threads)
 {
@@ -298,7 +291,7 @@ void anx_f32_conv2d_fwd__avx2_3x32(float *dst, const float *src, const float *w,
     const size_t img_in = (size_t)cv->ic * cv->ih * cv->iw, plane = (size_t)cv->oh * cv->ow;
     const size_t img_out = (size_t)cv->oc * plane, w_bs = (size_t)cv->ic * cv->kh * cv->kw * 8;
     /* wq [quad][icb][ky][f][nb][8]: the nb <= 4 blocks of a quad interleaved in one stream */
-    float *wq = ax_alloc_floats((size_t)nocb * w_bs);
+    float *wq = ax_alloc_floats((size_t)nocb * w_bs, "conv weights repacked by quad");
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int ob = 0; ob < nocb; ob++) {
         const int q0 = ob / 4 * 4, nbq = nocb - q0 >= 4 ? 4 : nocb - q0, j = ob - q0;
@@ -306,8 +299,7 @@ void anx_f32_conv2d_fwd__avx2_3x32(float *dst, const float *src, const float *w,
         float *d = wq + (size_t)q0 * w_bs + 8 * j;
         for (size_t e = 0; e < w_bs / 8; e++) memcpy(d + e * 8 * nbq, s + e * 8, 8 * sizeof *d);
     }
-    fwd_tile *tiles = malloc(((size_t)cv->ow / 3 + 2) * cv->oh * sizeof *tiles);
-    if (!tiles) abort();
+    fwd_tile *tiles = ax_alloc_bytes(((size_t)cv->ow / 3 + 2) * cv->oh * sizeof *tiles, "conv tile table");
     const int ntile = fwd_tiles(tiles, cv, cbi);
 #pragma omp parallel for collapse(2) num_threads(threads) schedule(static)
     for (int n = 0; n < cv->n; n++) {
@@ -339,7 +331,7 @@ void anx_f32_conv2d_bwd_data__avx2_3x32(float *diff_src, const float *diff_dst, 
     /* stride 1, ic % 8 == 0, kh == kw.  diff_src [n][ic/8][ih][iw][8], diff_dst [n][oc/8][oh][ow][8],
      * w [oc/8][ic/8][k][k][8i][8o] -> wt [ic/8][oc/8][k][k][8o][8i], flipped in (ky, kx). */
     const int k = cv->kh, nicb = cv->ic / 8, nocb = cv->oc / 8;
-    float *wt = ax_alloc_floats((size_t)cv->oc * cv->ic * k * k);
+    float *wt = ax_alloc_floats((size_t)cv->oc * cv->ic * k * k, "conv weights transposed for bwd_data");
 #pragma omp parallel for collapse(2) num_threads(threads) schedule(static)
     for (int I = 0; I < nicb; I++) {
         for (int O = 0; O < nocb; O++) {
@@ -365,7 +357,7 @@ void anx_f32_conv2d_bwd_data__avx2_gather(float *diff_src, const float *diff_dst
      * w OIhw{cbi}i8o -> wg [ic][kh][kw][oc] so the oc sum runs over 8-lane vectors. */
     const int cbi = ax_cb(cv->ic), nicb = cv->ic / cbi, nocb = cv->oc / 8, s = cv->stride;
     const size_t plane = (size_t)cv->oh * cv->ow, img_out = (size_t)cv->oc * plane;
-    float *wg = ax_alloc_floats((size_t)cv->oc * cv->ic * cv->kh * cv->kw);
+    float *wg = ax_alloc_floats((size_t)cv->oc * cv->ic * cv->kh * cv->kw, "conv weights for the bwd_data gather");
     for (int o = 0; o < cv->oc; o++)
         for (int c = 0; c < cv->ic; c++)
             for (int ky = 0; ky < cv->kh; ky++)
@@ -487,7 +479,7 @@ void anx_f32_conv2d_bwd_weights__avx2_16x4(float *diff_w, float *diff_b, const f
     const size_t icb_stride = (size_t)hp * wp * cbi, row_stride = (size_t)wp * cbi;
     float *padded = NULL;
     if (cv->pad) {
-        padded = ax_alloc_floats((size_t)cv->n * img_in);
+        padded = ax_alloc_floats((size_t)cv->n * img_in, "zero-padded conv src");
         pad_act(padded, src, cv->n, cv->ic, cv->ih, cv->iw, cv->pad, threads);
         src = padded;
     }

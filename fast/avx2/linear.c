@@ -1,15 +1,19 @@
-/* Linear forward, backward-data and backward-weights: cache-blocked SGEMM microkernels that read
- * both operands in place (no packing copy: every operand is already contiguous along the vector
- * dimension of its kernel, see below), so the 151 MB of fc6 weights are streamed once per call.
+/* Linear forward, backward-data and backward-weights: cache-blocked SGEMM microkernels.  The
+ * weights are read in place (no packing copy: they are contiguous along the vector dimension of
+ * every kernel), so the 151 MB of fc6 weights are streamed once per call; bwd_weights packs its
+ * two small operands, which in place would be read down columns.
  *
  *  src [n, k] (one sample contiguous, k in the src activation's order), w [oc, k], dst [n, oc].
  *  fwd          dst[n,o] = b[o] + sum_k src[n,k] w[o,k]: 4 samples x 3 outputs of 8-lane dot
  *               products over a k block (12 accumulators, 7 loads per 12 FMA); the k blocks are
  *               added in ascending order, each as a fixed 8-lane horizontal sum.
  *  bwd_data     diff_src[n,k] = sum_o diff_dst[n,o] w[o,k]: 6 samples x 16 k, o ascending.
- *  bwd_weights  diff_w[o,k] = sum_n diff_dst[n,o] src[n,k]: 6 outputs x 16 k, n ascending.
+ *  bwd_weights  diff_w[o,k] = sum_n diff_dst[n,o] src[n,k]: 6 outputs x 16 k, n ascending, over
+ *               diff_dst transposed to [oc][n] and src packed per k block into [16-column
+ *               panel][n][16] (fc6 bwd_weights 92.8 -> 74.6 CPU ms at batch 32).
  * Threads own disjoint outputs (fwd: o tiles; bwd_data: k tiles; bwd_weights: o tiles).
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "fast/avx2/avx2.h"
@@ -200,31 +204,46 @@ void anx_f32_linear_bwd_data__avx2_6x16(float *diff_src, const float *diff_dst, 
 void anx_f32_linear_bwd_weights__avx2_6x16(float *diff_w, float *diff_b, const float *src,
                                            const float *diff_dst, int n, int k, int oc, int threads)
 {
-    /* diff_w [oc, k], diff_b [oc], src [n, k], diff_dst [n, oc]: n ascending for every element */
-    const int ntile = (oc + 5) / 6;
+    /* diff_w [oc, k], diff_b [oc], src [n, k], diff_dst [n, oc]: n ascending for every element.
+     * Both operands are packed first: read in place, the n rows of a 16-column strip of src
+     * (and of 6 columns of diff_dst) lie k (oc) floats apart, 36 KB at fc6, all in one L1 set. */
+    const int ntile = (oc + 5) / 6, npanel = (KC + 15) / 16;
+    float *ddt = ax_alloc_floats((size_t)oc * n, "linear diff_dst packed"); /* [oc][n] */
+    /* [KC/16][n][16]: one k block of src, 16 columns a panel, zero past k */
+    float *panels = ax_alloc_floats((size_t)npanel * n * 16, "linear src panels");
 #pragma omp parallel num_threads(threads)
     {
 #pragma omp for schedule(static)
-        for (int t = 0; t < ntile; t++) {
-            for (int o = 6 * t; o < 6 * t + 6 && o < oc && diff_b; o++) {
-                float s = 0.0f;
-                for (int i = 0; i < n; i++) s += diff_dst[(size_t)i * oc + o];
-                diff_b[o] = s;
-            }
+        for (int o = 0; o < oc; o++) {
+            float s = 0.0f;
+            for (int i = 0; i < n; i++) s += ddt[(size_t)o * n + i] = diff_dst[(size_t)i * oc + o];
+            if (diff_b) diff_b[o] = s;
         }
         for (int k0 = 0; k0 < k; k0 += KC) {
-            const int kend = k - k0 < KC ? k : k0 + KC;
+            const int kend = k - k0 < KC ? k : k0 + KC, np = (kend - k0 + 15) / 16;
+#pragma omp for schedule(static)
+            for (int p = 0; p < np; p++) {
+                const int c0 = k0 + 16 * p, m = kend - c0 < 16 ? kend - c0 : 16;
+                for (int i = 0; i < n; i++) {
+                    float *d = panels + ((size_t)p * n + i) * 16;
+                    memcpy(d, src + (size_t)i * k + c0, (size_t)m * sizeof *d);
+                    memset(d + m, 0, (size_t)(16 - m) * sizeof *d);
+                }
+            }
+            /* (the implicit barrier: every panel is packed before any thread reads it) */
 #pragma omp for schedule(static)
             for (int t = 0; t < ntile; t++) {
                 const int o = 6 * t, no = oc - o < 6 ? oc - o : 6;
-                for (int kk = k0; kk < kend; kk += 16) {
-                    const int m = kend - kk < 16 ? kend - kk : 16;
-                    gemm_tile_any(no, m < 16, diff_w + (size_t)o * k + kk, k, 0, diff_dst + o, 1, oc,
-                                  src + kk, k, n, m);
+                for (int p = 0; p < np; p++) {
+                    const int c0 = k0 + 16 * p, m = kend - c0 < 16 ? kend - c0 : 16;
+                    gemm_tile_any(no, m < 16, diff_w + (size_t)o * k + c0, k, 0, ddt + (size_t)o * n, n, 1,
+                                  panels + (size_t)p * n * 16, 16, n, m);
                 }
             }
         }
     }
+    free(panels);
+    free(ddt);
 }
 
 /* ---- exec-table entries ----------------------------------------------------------------- */
