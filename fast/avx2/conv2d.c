@@ -14,9 +14,9 @@
  *  bwd_data     stride 1 (conv2..5): a forward conv of diff_dst with the flipped, IO-swapped
  *               weights and pad k-1-p, through the same 3x32 kernel.  Other strides (conv1,
  *               verification only): a gather over the (oy, ox, oc) that tap each input element.
- *  bwd_weights  16 output channels x 4 taps of f, accumulated over every pixel of an image,
- *               image after image, from a zero-padded copy of src; each thread owns whole
- *               output-channel pairs.
+ *  bwd_weights  16 output channels x 4 taps of f, accumulated over the rectangle of pixels
+ *               whose tap reads src rather than padding (tap_range), image after image, src
+ *               read in place; each thread owns whole output-channel pairs.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -395,17 +395,24 @@ void anx_f32_conv2d_bwd_data__avx2_gather(float *diff_src, const float *diff_dst
 
 /* ---- backward weights ------------------------------------------------------------------- */
 
-/* dw [nb][nt][8] (block stride w_bs) += sum over the oh x ow pixels of d[j][pixel] * s[pixel][t].
- * d: diff_dst of the image at ocb (block stride d_bs, [oh][ow][8]); s: padded-src address of
- * pixel (0, 0)'s tap f; sx, sy: its steps per output column and per output row. */
-AX_INLINE void conv_bww_tile(const int nb, const int nt, float *dw, size_t w_bs, const float *d,
-                             size_t d_bs, const float *s, size_t sx, size_t sy, int oh, int ow)
+/* The output pixels whose tap (ky, kx) reads src rather than padding: a rectangle. */
+typedef struct bww_rect {
+    const float *d;     /* diff_dst at the rectangle's first pixel, block ocb; next block d_bs on */
+    const float *s;     /* src of that pixel's tap f; per pixel column sx, per pixel row sy on */
+    size_t d_bs, d_row, sx, sy;
+    int ny, nx;         /* rectangle rows and columns */
+} bww_rect;
+
+/* dw [nb][nt][8] (block stride w_bs) += sum over the rectangle's pixels, rows then columns, of
+ * d[j][pixel] * s[pixel][t]. */
+AX_INLINE void conv_bww_tile(const int nb, const int nt, float *dw, size_t w_bs, const bww_rect *r)
 {
     /* named accumulators (not an array): GCC keeps an array that is indexed under conditions in
        memory and stores it after every FMA */
     __m256 a00 = _mm256_setzero_ps(), a01 = a00, a02 = a00, a03 = a00;
     __m256 a10 = a00, a11 = a00, a12 = a00, a13 = a00;
     float *w1 = dw + w_bs;
+    const size_t d_bs = r->d_bs, sx = r->sx;
     a00 = _mm256_loadu_ps(dw);
     if (nt > 1) a01 = _mm256_loadu_ps(dw + 8);
     if (nt > 2) a02 = _mm256_loadu_ps(dw + 16);
@@ -416,9 +423,9 @@ AX_INLINE void conv_bww_tile(const int nb, const int nt, float *dw, size_t w_bs,
         if (nt > 2) a12 = _mm256_loadu_ps(w1 + 16);
         if (nt > 3) a13 = _mm256_loadu_ps(w1 + 24);
     }
-    for (int y = 0; y < oh; y++) {
-        const float *dr = d + (size_t)y * ow * 8, *sp = s + y * sy;
-        for (int x = 0; x < ow; x++, dr += 8, sp += sx) {
+    for (int y = 0; y < r->ny; y++) {
+        const float *dr = r->d + y * r->d_row, *sp = r->s + y * r->sy;
+        for (int x = 0; x < r->nx; x++, dr += 8, sp += sx) {
             const __m256 v0 = _mm256_loadu_ps(dr);
             const __m256 v1 = nb > 1 ? _mm256_loadu_ps(dr + d_bs) : v0;
             __m256 b = _mm256_broadcast_ss(sp);
@@ -454,35 +461,76 @@ AX_INLINE void conv_bww_tile(const int nb, const int nt, float *dw, size_t w_bs,
 }
 
 /* The 8 (nb, nt) specialisations, so every accumulator lives in a register. */
-static void conv_bww_tile_any(int nb, int nt, float *dw, size_t w_bs, const float *d, size_t d_bs,
-                              const float *s, size_t sx, size_t sy, int oh, int ow)
+static void conv_bww_tile_any(int nb, int nt, float *dw, size_t w_bs, const bww_rect *r)
 {
-#define AX_CASE(NB, NT) \
-    if (nb == NB && nt == NT) {                                                          \
-        conv_bww_tile(NB, NT, dw, w_bs, d, d_bs, s, sx, sy, oh, ow);                        \
-        return;                                                                             \
+#define AX_CASE(NB, NT)                                                  \
+    if (nb == NB && nt == NT) {                                          \
+        conv_bww_tile(NB, NT, dw, w_bs, r);                              \
+        return;                                                          \
     }
     AX_CASE(2, 4) AX_CASE(2, 3) AX_CASE(2, 2) AX_CASE(2, 1)
     AX_CASE(1, 4) AX_CASE(1, 3) AX_CASE(1, 2) AX_CASE(1, 1)
 #undef AX_CASE
 }
 
+/* [*o0, *o1): the outputs o < out whose tap k reads input o*stride - pad + k inside [0, in). */
+static void tap_range(int *o0, int *o1, int k, int pad, int stride, int in, int out)
+{
+    const int lo = pad - k, hi = in - 1 + pad - k; /* o*stride in [lo, hi] */
+    *o0 = lo > 0 ? (lo + stride - 1) / stride : 0;
+    *o1 = hi < 0 ? 0 : hi / stride + 1 < out ? hi / stride + 1 : out;
+}
+
+/* One image's contribution to the weight gradients of output-channel blocks [ocb, ocb + nb). */
+static void conv_bww_image(float *dw, int nb, const float *img, const float *d, const ax_conv *cv)
+{
+    const int cbi = ax_cb(cv->ic), nicb = cv->ic / cbi, f = cv->kw * cbi, S = cv->stride;
+    const size_t plane = (size_t)cv->oh * cv->ow, w_bs = (size_t)cv->ic * cv->kh * cv->kw * 8;
+    const size_t icb_stride = (size_t)cv->ih * cv->iw * cbi, row_stride = (size_t)cv->iw * cbi;
+    for (int icb = 0; icb < nicb; icb++) {
+        for (int ky = 0; ky < cv->kh; ky++) {
+            int oy0, oy1;
+            tap_range(&oy0, &oy1, ky, cv->pad, S, cv->ih, cv->oh);
+            float *w = dw + ((size_t)icb * cv->kh + ky) * f * 8;
+            for (int t = 0; t < f; t += 4) {
+                const int kx = t / cbi; /* t..t+3 share it: cbi is 8, or pad is 0 (see caller) */
+                int ox0, ox1;
+                tap_range(&ox0, &ox1, kx, cv->pad, S, cv->iw, cv->ow);
+                if (oy0 >= oy1 || ox0 >= ox1) continue;
+                const bww_rect r = {
+                    .d = d + ((size_t)oy0 * cv->ow + ox0) * 8, .d_bs = plane * 8, .d_row = (size_t)cv->ow * 8,
+                    .s = img + icb * icb_stride + (size_t)(oy0 * S - cv->pad + ky) * row_stride +
+                         (size_t)((ox0 * S - cv->pad + kx) * cbi + t % cbi),
+                    .sx = (size_t)S * cbi, .sy = (size_t)S * row_stride, .ny = oy1 - oy0, .nx = ox1 - ox0,
+                };
+                conv_bww_tile_any(nb, f - t >= 4 ? 4 : f - t, w + 8 * t, w_bs, &r);
+            }
+        }
+    }
+}
+
 void anx_f32_conv2d_bwd_weights__avx2_16x4(float *diff_w, float *diff_b, const float *src,
                                            const float *diff_dst, const ax_conv *cv, int threads)
 {
     /* diff_w [oc/8][ic/cbi][kh][kw][cbi][8], diff_b [oc], src [n][ic/cbi][ih][iw][cbi],
-     * diff_dst [n][oc/8][oh][ow][8].  Every element sums over (n, oy, ox) in that order. */
-    const int cbi = ax_cb(cv->ic), hp = cv->ih + 2 * cv->pad, wp = cv->iw + 2 * cv->pad;
-    const int nicb = cv->ic / cbi, nocb = cv->oc / 8, npair = (nocb + 1) / 2, f = cv->kw * cbi;
-    const size_t img_in = (size_t)cv->ic * hp * wp, plane = (size_t)cv->oh * cv->ow;
-    const size_t img_out = (size_t)cv->oc * plane, w_bs = (size_t)cv->ic * cv->kh * cv->kw * 8;
-    const size_t icb_stride = (size_t)hp * wp * cbi, row_stride = (size_t)wp * cbi;
+     * diff_dst [n][oc/8][oh][ow][8].  Every element sums over (n, oy, ox) in that order, leaving
+     * out the pixels whose tap reads padding (zero products, which cannot change a sum that
+     * starts at +0: it never becomes -0). */
+    const int nocb = cv->oc / 8, npair = (nocb + 1) / 2;
+    const size_t plane = (size_t)cv->oh * cv->ow, img_out = (size_t)cv->oc * plane;
+    const size_t w_bs = (size_t)cv->ic * cv->kh * cv->kw * 8;
+    /* Plain src (cbi 1) with padding: four taps of f span several kx, so no one rectangle
+     * serves them; such a conv (never in Alexnet, whose conv1 has pad 0) runs on a zero-padded
+     * copy as a conv without padding. */
+    ax_conv c = *cv;
     float *padded = NULL;
-    if (cv->pad) {
-        padded = ax_alloc_floats((size_t)cv->n * img_in, "zero-padded conv src");
+    if (ax_cb(cv->ic) == 1 && cv->pad) {
+        c.ih += 2 * cv->pad, c.iw += 2 * cv->pad, c.pad = 0;
+        padded = ax_alloc_floats((size_t)c.n * c.ic * c.ih * c.iw, "zero-padded conv src");
         pad_act(padded, src, cv->n, cv->ic, cv->ih, cv->iw, cv->pad, threads);
         src = padded;
     }
+    const size_t img_in = (size_t)c.ic * c.ih * c.iw;
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int pr = 0; pr < npair; pr++) {
         const int ocb = 2 * pr, nb = nocb - ocb >= 2 ? 2 : 1;
@@ -490,25 +538,14 @@ void anx_f32_conv2d_bwd_weights__avx2_16x4(float *diff_w, float *diff_b, const f
         memset(dw, 0, nb * w_bs * sizeof *dw);
         for (int j = 0; j < nb; j++) {
             __m256 acc = _mm256_setzero_ps();
-            for (int n = 0; n < cv->n; n++) {
+            for (int n = 0; n < c.n; n++) {
                 const float *d = diff_dst + n * img_out + (ocb + j) * plane * 8;
                 for (size_t p = 0; p < plane; p++) acc = _mm256_add_ps(acc, _mm256_loadu_ps(d + 8 * p));
             }
             if (diff_b) _mm256_storeu_ps(diff_b + (ocb + j) * 8, acc);
         }
-        for (int n = 0; n < cv->n; n++) {
-            const float *d = diff_dst + n * img_out + ocb * plane * 8;
-            for (int icb = 0; icb < nicb; icb++) {
-                for (int ky = 0; ky < cv->kh; ky++) {
-                    const float *s = src + n * img_in + icb * icb_stride + ky * row_stride;
-                    float *w = dw + ((size_t)icb * cv->kh + ky) * f * 8;
-                    for (int t = 0; t < f; t += 4)
-                        conv_bww_tile_any(nb, f - t >= 4 ? 4 : f - t, w + 8 * t, w_bs, d, plane * 8,
-                                          s + t, (size_t)cv->stride * cbi, cv->stride * row_stride,
-                                          cv->oh, cv->ow);
-                }
-            }
-        }
+        for (int n = 0; n < c.n; n++)
+            conv_bww_image(dw, nb, src + n * img_in, diff_dst + n * img_out + ocb * plane * 8, &c);
     }
     free(padded);
 }
