@@ -226,8 +226,14 @@ static void bm_layer(anx_gb_state *st, void *arg)
     anx_gb_counter(st, "bytes/s", bytes, ANX_GB_RATE_PER_ITER);
     /* work / ceiling as a rate: (flops * iters / peak) / seconds * 100 = percent of peak */
     const anx_machine *m = anx_machine_get();
-    if (m && isa >= 0 && m->fma_flops[isa] > 0)
+    if (m && isa >= 0 && m->fma_flops[isa] > 0) {
         anx_gb_counter(st, "peak%", 100.0 * flops / m->fma_flops[isa], ANX_GB_RATE_PER_ITER);
+        /* DESIGN's FLOPs count the padding's products, which avx2 and oneDNN skip: this is the
+         * share of the peak the kernel really spends on FMAs */
+        if (f->l.op == ANX_OP_CONV2D)
+            anx_gb_counter(st, "peak%_unpadded", 100.0 * anx_desc_flops_unpadded(&f->l, c->dir) / m->fma_flops[isa],
+                           ANX_GB_RATE_PER_ITER);
+    }
     if (m && m->triad_bytes > 0) anx_gb_counter(st, "bw%", 100.0 * bytes / m->triad_bytes, ANX_GB_RATE_PER_ITER);
 }
 

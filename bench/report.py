@@ -132,7 +132,7 @@ def load_runs(path):
             continue
         res = {"time_ms": b["real_time"] * TO_MS[b.get("time_unit", "ns")],
                "iterations": b.get("iterations"), "label": b.get("label", "")}
-        for k in ("FLOP/s", "bytes/s", "peak%", "bw%", "images/s", "params/s", "loss"):
+        for k in ("FLOP/s", "bytes/s", "peak%", "peak%_unpadded", "bw%", "images/s", "params/s", "loss"):
             if k in b:
                 res[k] = b[k]
         out[rn] = res
@@ -176,7 +176,8 @@ def cell(res, op):
         if "FLOP/s" in res:
             parts.append(f"{res['FLOP/s'] * 1e-9:.1f} GF/s")
         if "peak%" in res:
-            parts.append(f"{res['peak%']:.0f}%")
+            unpadded = f" ({res['peak%_unpadded']:.0f}% unpadded)" if "peak%_unpadded" in res else ""
+            parts.append(f"{res['peak%']:.0f}%{unpadded}")
     else:
         if "bytes/s" in res:
             parts.append(f"{res['bytes/s'] * 1e-9:.1f} GB/s")
@@ -256,7 +257,8 @@ def render(ctx, runs, commands):
     for c in commands:
         L.append(f"- command: `{' '.join(c)}`")
     L.append("")
-    L.append("Cells: median wall time per call · GFLOP/s and % of the measured FMA peak (conv2d, linear) "
+    L.append("Cells: median wall time per call · GFLOP/s and % of the measured FMA peak (conv2d, linear; "
+             "for conv2d also without the zero padding's products, which the avx2 and oneDNN kernels skip) "
              "or GB/s and % of the measured triad bandwidth (the rest).  Ratios are speedups "
              "(base time / backend time) between runs of the same process, at the same batch.")
     skipped = {}

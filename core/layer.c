@@ -46,3 +46,22 @@ double anx_desc_flops(const anx_layer_desc *l, anx_dir dir)
         return (double)anx_desc_plain_count(l, ANX_DST) * l->kh * l->kw;
     return (double)anx_desc_plain_count(l, l->op == ANX_OP_LOSS ? ANX_SRC : ANX_DST);
 }
+
+/* Over the out positions of one axis, the kernel taps that read the input rather than its
+ * zero padding: sum over o of #{j < k : 0 <= o*stride - pad + j < in}. */
+static double taps_inside(int out, int k, int stride, int pad, int in)
+{
+    double n = 0;
+    for (int o = 0; o < out; o++) {
+        const int first = o * stride - pad, lo = first < 0 ? -first : 0, hi = in - first < k ? in - first : k;
+        n += hi > lo ? hi - lo : 0;
+    }
+    return n;
+}
+
+double anx_desc_flops_unpadded(const anx_layer_desc *l, anx_dir dir)
+{
+    if (l->op != ANX_OP_CONV2D) return anx_desc_flops(l, dir);
+    return 2.0 * l->n * l->oc * (double)l->ic * taps_inside(l->oh, l->kh, l->stride, l->pad, l->ih) *
+           taps_inside(l->ow, l->kw, l->stride, l->pad, l->iw);
+}

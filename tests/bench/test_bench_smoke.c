@@ -79,6 +79,11 @@ int main(void)
             double f = counter(b, "FLOP/s");
             TU_CHECKF(f > 0 && isfinite(f), "%s: FLOP/s %g", line, f);
         }
+        if (strncmp(line, "conv2d_", 7) == 0 && isfinite(counter(b, "peak%"))) {
+            /* the padding's products left out: less work than DESIGN's count, never more */
+            double pk = counter(b, "peak%"), pu = counter(b, "peak%_unpadded");
+            TU_CHECKF(pu > 0 && pu <= pk, "%s: peak%%_unpadded %g, peak%% %g", line, pu, pk);
+        }
         if (is_layer(line) || strncmp(line, "adam/", 5) == 0 || strncmp(line, "triad/", 6) == 0) {
             double by = counter(b, "bytes/s");
             TU_CHECKF(by > 0 && isfinite(by), "%s: bytes/s %g", line, by);

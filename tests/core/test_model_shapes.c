@@ -74,8 +74,28 @@ static void test_refusals(void)
     TU_CHECK(anx_model_init(&m, &zero, err, sizeof err) != 0 && strstr(err, "classes") != NULL);
 }
 
+/* anx_desc_flops_unpadded against counts worked out by hand for each axis: at 27 outputs with
+ * k5 p2 the taps inside are 3 + 4 + 23 * 5 + 4 + 3 = 129; at 13 with k3 p1, 2 + 11 * 3 + 2 = 37;
+ * conv1 (pad 0) and the other layers keep anx_desc_flops. */
+static void test_unpadded_flops(void)
+{
+    anx_model m;
+    char err[256];
+    anx_model_config cfg = {3, 5, 2, 227};
+    TU_CHECK(anx_model_init(&m, &cfg, err, sizeof err) == 0);
+    const anx_layer_desc *c1 = &m.layers[anx_model_find_layer(&m, "Conv2d-1")];
+    const anx_layer_desc *c2 = &m.layers[anx_model_find_layer(&m, "Conv2d-4")];
+    const anx_layer_desc *c4 = &m.layers[anx_model_find_layer(&m, "Conv2d-9")];
+    const anx_layer_desc *fc = &m.layers[anx_model_find_layer(&m, "Linear-14")];
+    TU_CHECK(anx_desc_flops_unpadded(c1, ANX_FWD) == anx_desc_flops(c1, ANX_FWD));
+    TU_CHECK(anx_desc_flops_unpadded(c2, ANX_BWD_DATA) == 2.0 * 2 * 256 * 96 * 129 * 129);
+    TU_CHECK(anx_desc_flops_unpadded(c4, ANX_FWD) == 2.0 * 2 * 384 * 384 * 37 * 37);
+    TU_CHECK(anx_desc_flops_unpadded(fc, ANX_BWD_WEIGHTS) == anx_desc_flops(fc, ANX_BWD_WEIGHTS));
+}
+
 int main(void)
 {
+    test_unpadded_flops();
     test_tutorial_shapes();
     test_sizes_that_fit();
     test_refusals();
