@@ -4,9 +4,11 @@
  * (see avx2.h).  In a src row the pair (kx, ci) is one contiguous index f = kx*cbi+ci, exactly as
  * in the weights, so one loop serves the 3-channel conv1 and the 8-blocked others.
  *
- *  fwd          3 output pixels of one row x 32 output channels: 12 accumulators, 3 broadcasts
+ *  fwd          3 output pixels x 32 output channels: 12 accumulators, 3 broadcasts
  *               and 4 weight vectors per (icb, ky, f), the 4 weight blocks repacked into one
- *               stream.  src is read in place: taps that would read the padding are skipped,
+ *               stream; the pixels are 3 consecutive ones of a row or, for the 1-2 left at
+ *               rows' ends, gathered from several rows (fwd_tiles).
+ *               src is read in place: taps that would read the padding are skipped,
  *               as ref does, by kernel row (ky_range) and, in tiles at a row's ends, by f
  *               segment per pixel (edge_segments), so no padded copy is made.  Input channels
  *               are taken in chunks whose weights stay in L2 (fwd_icb_chunk); the tile's sums
@@ -54,13 +56,14 @@ static void ky_range(int *ky0, int *ky1, int oy_first, int oy_last, const ax_con
 
 /* ---- forward ---------------------------------------------------------------------------- */
 
-/* One tile of up to 3 consecutive output pixels of one row: its geometry is the same for every
- * image, output-channel quad and input-channel chunk, so it is worked out once per call.  src is
- * read unpadded: a pixel's window corner may lie in the padding (off < 0 or past a row's end),
- * but the taps that would read there are exactly the skipped ones, so every read is in bounds. */
+/* One tile of up to 3 output pixels that share one kernel-row range (fwd_tiles): its geometry
+ * is the same for every image, output-channel quad and input-channel chunk, so it is worked out
+ * once per call.  src is read unpadded: a pixel's window corner may lie in the padding (off < 0
+ * or past a row's end), but the taps that would read there are exactly the skipped ones, so
+ * every read is in bounds. */
 typedef struct fwd_tile {
     ptrdiff_t off[3]; /* src offset of pixel r's window corner (ky = kx = 0) within an image */
-    size_t p;         /* index of the first pixel in the output plane */
+    size_t po[3];     /* index of pixel r in the output plane */
     int nvalid;       /* pixels computed (1..3) */
     int ky0, ky1;     /* kernel rows that read src rather than padding (ky_range) */
     int edge;         /* some pixel's window crosses the left or right padding; then */
@@ -82,7 +85,7 @@ typedef struct fwd_pass {
  * bias, resume, out and out_bs in scope. */
 #define AX_TILE3_BIAS(j) (bias && nb > j ? _mm256_loadu_ps(bias + 8 * j) : _mm256_setzero_ps())
 #define AX_TILE3_START(r, j) \
-    (resume && nvalid > r && nb > j ? _mm256_loadu_ps(out + j * out_bs + 8 * r) : AX_TILE3_BIAS(j))
+    (resume && nvalid > r && nb > j ? _mm256_loadu_ps(out + j * out_bs + 8 * tl->po[r]) : AX_TILE3_BIAS(j))
 #define AX_TILE3_ACC_INIT                                                                   \
     const float *bias = ps->bias;                                                           \
     const int resume = ps->resume;                                                          \
@@ -92,7 +95,7 @@ typedef struct fwd_pass {
     __m256 c02 = AX_TILE3_START(0, 2), c12 = AX_TILE3_START(1, 2), c22 = AX_TILE3_START(2, 2); \
     __m256 c03 = AX_TILE3_START(0, 3), c13 = AX_TILE3_START(1, 3), c23 = AX_TILE3_START(2, 3);
 #define AX_TILE3_STORE1(r, j) \
-    if (nvalid > r && nb > j) _mm256_storeu_ps(out + j * out_bs + 8 * r, c##r##j);
+    if (nvalid > r && nb > j) _mm256_storeu_ps(out + j * out_bs + 8 * tl->po[r], c##r##j);
 #define AX_TILE3_STORE                                                                      \
     AX_TILE3_STORE1(0, 0) AX_TILE3_STORE1(1, 0) AX_TILE3_STORE1(2, 0)                        \
     AX_TILE3_STORE1(0, 1) AX_TILE3_STORE1(1, 1) AX_TILE3_STORE1(2, 1)                        \
@@ -235,36 +238,47 @@ static int edge_segments(int *sg, int *sm, const int ox[3], int nvalid, const ax
     return nseg;
 }
 
-/* The tile of nvalid pixels from (oy, ox0). */
-static void fwd_tile_at(fwd_tile *tl, int oy, int ox0, int nvalid, const ax_conv *cv, int cbi)
+/* The tile of the nvalid pixels (oy[r], ox[r]), which share one kernel-row range. */
+static void fwd_tile_of(fwd_tile *tl, int nvalid, const int oy[3], const int ox[3], const ax_conv *cv, int cbi)
 {
-    int ox[3];
-    tl->p = (size_t)oy * cv->ow + ox0;
+    int x[3];
     tl->nvalid = nvalid;
     for (int r = 0; r < 3; r++) {
-        ox[r] = ox0 + (r < nvalid ? r : 0);
-        tl->off[r] = ((ptrdiff_t)(oy * cv->stride - cv->pad) * cv->iw + (ox[r] * cv->stride - cv->pad)) * cbi;
+        const int q = r < nvalid ? r : 0; /* the unused slots repeat pixel 0 */
+        x[r] = ox[q];
+        tl->po[r] = (size_t)oy[q] * cv->ow + ox[q];
+        tl->off[r] = ((ptrdiff_t)(oy[q] * cv->stride - cv->pad) * cv->iw + (ox[q] * cv->stride - cv->pad)) * cbi;
     }
-    ky_range(&tl->ky0, &tl->ky1, oy, oy, cv);
-    tl->nseg = edge_segments(tl->sg, tl->sm, ox, nvalid, cv, cbi);
+    ky_range(&tl->ky0, &tl->ky1, oy[0], oy[0], cv);
+    tl->nseg = edge_segments(tl->sg, tl->sm, x, nvalid, cv, cbi);
     tl->edge = tl->nseg >= 0;
 }
 
-/* Cuts every output row into tiles of 3 pixels and one of the remaining 1 or 2.  Tiles do not
- * wrap rows, so every pixel of a tile has the same kernel-row range and no read lands in the
- * top or bottom padding.  (Measured at 13-pixel rows: 3+3+3+3+1 is as fast as tiles wrapping
- * rows over a padded copy, 3+3+3+2+2 is 3-5% slower.)  Returns the tile count. */
+/* Cuts every output row into tiles of 3 consecutive pixels; the 1 or 2 pixels left at the end
+ * of each row are gathered, row after row, into tiles of 3 whose pixels have the same kernel-row
+ * range (rows away from the top and bottom padding).  No tile's pixel reads the top or bottom
+ * padding, and the tails do not run as 1-pixel tiles (4 accumulators cannot cover the FMA
+ * latency, and 4 weight vectors feed only 4 FMAs).  Returns the tile count. */
 static int fwd_tiles(fwd_tile *tiles, const ax_conv *cv, int cbi)
 {
-    int nt = 0;
+    const int full = cv->ow / 3 * 3;
+    int nt = 0, k = 0, ky0 = 0, ky1 = 0, ty[3], tx[3];
     for (int oy = 0; oy < cv->oh; oy++) {
-        int ox = 0;
-        while (ox < cv->ow) {
-            const int nv = cv->ow - ox >= 3 ? 3 : cv->ow - ox;
-            fwd_tile_at(&tiles[nt++], oy, ox, nv, cv, cbi);
-            ox += nv;
+        for (int ox = 0; ox < full; ox += 3) {
+            const int y[3] = {oy, oy, oy}, x[3] = {ox, ox + 1, ox + 2};
+            fwd_tile_of(&tiles[nt++], 3, y, x, cv, cbi);
         }
     }
+    for (int oy = 0; oy < cv->oh; oy++) {
+        int a, b;
+        ky_range(&a, &b, oy, oy, cv);
+        for (int ox = full; ox < cv->ow; ox++) {
+            if (k == 3 || (k && (a != ky0 || b != ky1))) fwd_tile_of(&tiles[nt++], k, ty, tx, cv, cbi), k = 0;
+            if (k == 0) ky0 = a, ky1 = b;
+            ty[k] = oy, tx[k] = ox, k++;
+        }
+    }
+    if (k) fwd_tile_of(&tiles[nt++], k, ty, tx, cv, cbi);
     return nt;
 }
 
@@ -315,7 +329,7 @@ void anx_f32_conv2d_fwd__avx2_3x32(float *dst, const float *src, const float *w,
                     .f = f, .resume = c0 > 0,
                 };
                 const float *img = src + n * img_in + c0 * ps.icb_stride;
-                for (int i = 0; i < ntile; i++) conv_fwd_tile3_any(nb, out + tiles[i].p * 8, img, &tiles[i], &ps);
+                for (int i = 0; i < ntile; i++) conv_fwd_tile3_any(nb, out, img, &tiles[i], &ps);
             }
         }
     }
