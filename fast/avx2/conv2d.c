@@ -296,23 +296,15 @@ static int fwd_icb_chunk(int nicb, int kh, int f)
     return (nicb + npass - 1) / npass;
 }
 
-void anx_f32_conv2d_fwd__avx2_3x32(float *dst, const float *src, const float *w, const float *b,
-                                   const ax_conv *cv, int threads)
+/* dst [n][oc/8][oh][ow][8] = conv of src [n][ic/cbi][ih][iw][cbi] with wq [quad][icb][ky][f][nb][8]
+ * (the nb <= 4 blocks of each quad of output-channel blocks interleaved in one stream), plus b. */
+static void conv_fwd_3x32(float *dst, const float *src, const float *wq, const float *b, const ax_conv *cv,
+                          int threads)
 {
-    /* dst [n][oc/8][oh][ow][8], src [n][ic/cbi][ih][iw][cbi], w [oc/8][ic/cbi][kh][kw][cbi][8], b [oc] */
     const int cbi = ax_cb(cv->ic), nicb = cv->ic / cbi, nocb = cv->oc / 8, nquad = (nocb + 3) / 4;
     const int f = cv->kw * cbi, chunk = fwd_icb_chunk(nicb, cv->kh, f);
     const size_t img_in = (size_t)cv->ic * cv->ih * cv->iw, plane = (size_t)cv->oh * cv->ow;
     const size_t img_out = (size_t)cv->oc * plane, w_bs = (size_t)cv->ic * cv->kh * cv->kw * 8;
-    /* wq [quad][icb][ky][f][nb][8]: the nb <= 4 blocks of a quad interleaved in one stream */
-    float *wq = ax_alloc_floats((size_t)nocb * w_bs, "conv weights repacked by quad");
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int ob = 0; ob < nocb; ob++) {
-        const int q0 = ob / 4 * 4, nbq = nocb - q0 >= 4 ? 4 : nocb - q0, j = ob - q0;
-        const float *s = w + (size_t)ob * w_bs;
-        float *d = wq + (size_t)q0 * w_bs + 8 * j;
-        for (size_t e = 0; e < w_bs / 8; e++) memcpy(d + e * 8 * nbq, s + e * 8, 8 * sizeof *d);
-    }
     fwd_tile *tiles = ax_alloc_bytes(((size_t)cv->ow / 3 + 2) * cv->oh * sizeof *tiles, "conv tile table");
     const int ntile = fwd_tiles(tiles, cv, cbi);
 #pragma omp parallel for collapse(2) num_threads(threads) schedule(static)
@@ -334,6 +326,23 @@ void anx_f32_conv2d_fwd__avx2_3x32(float *dst, const float *src, const float *w,
         }
     }
     free(tiles);
+}
+
+void anx_f32_conv2d_fwd__avx2_3x32(float *dst, const float *src, const float *w, const float *b,
+                                   const ax_conv *cv, int threads)
+{
+    /* dst [n][oc/8][oh][ow][8], src [n][ic/cbi][ih][iw][cbi], w [oc/8][ic/cbi][kh][kw][cbi][8], b [oc] */
+    const int nocb = cv->oc / 8;
+    const size_t w_bs = (size_t)cv->ic * cv->kh * cv->kw * 8;
+    float *wq = ax_alloc_floats((size_t)nocb * w_bs, "conv weights repacked by quad");
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int ob = 0; ob < nocb; ob++) {
+        const int q0 = ob / 4 * 4, nbq = nocb - q0 >= 4 ? 4 : nocb - q0, j = ob - q0;
+        const float *s = w + (size_t)ob * w_bs;
+        float *d = wq + (size_t)q0 * w_bs + 8 * j;
+        for (size_t e = 0; e < w_bs / 8; e++) memcpy(d + e * 8 * nbq, s + e * 8, 8 * sizeof *d);
+    }
+    conv_fwd_3x32(dst, src, wq, b, cv, threads);
     free(wq);
 }
 
@@ -343,25 +352,32 @@ void anx_f32_conv2d_bwd_data__avx2_3x32(float *diff_src, const float *diff_dst, 
                                         const ax_conv *cv, int threads)
 {
     /* stride 1, ic % 8 == 0, kh == kw.  diff_src [n][ic/8][ih][iw][8], diff_dst [n][oc/8][oh][ow][8],
-     * w [oc/8][ic/8][k][k][8i][8o] -> wt [ic/8][oc/8][k][k][8o][8i], flipped in (ky, kx). */
-    const int k = cv->kh, nicb = cv->ic / 8, nocb = cv->oc / 8;
-    float *wt = ax_alloc_floats((size_t)cv->oc * cv->ic * k * k, "conv weights transposed for bwd_data");
+     * w [oc/8][ic/8][k][k][8i][8o].  The forward conv's weights for diff_dst -> diff_src are w
+     * flipped in (ky, kx) with i and o swapped; they are written straight into its quad-interleaved
+     * layout wq [ic/32][oc/8][k][k][8o][nb][8i] (one pass over w, no intermediate copy). */
+    const int k = cv->kh, nicb = cv->ic / 8, nocb = cv->oc / 8, nquad = (nicb + 3) / 4;
+    const size_t w_bs = (size_t)cv->oc * k * k * 8; /* one block of 8 diff_src channels */
+    float *wq = ax_alloc_floats((size_t)nicb * w_bs, "conv weights transposed for bwd_data");
 #pragma omp parallel for collapse(2) num_threads(threads) schedule(static)
-    for (int I = 0; I < nicb; I++) {
+    for (int Q = 0; Q < nquad; Q++) {
         for (int O = 0; O < nocb; O++) {
-            for (int ky = 0; ky < k; ky++) {
-                for (int kx = 0; kx < k; kx++) {
-                    const float *s = w + ((((size_t)O * nicb + I) * k + (k - 1 - ky)) * k + (k - 1 - kx)) * 64;
-                    float *d = wt + ((((size_t)I * nocb + O) * k + ky) * k + kx) * 64;
-                    for (int ci = 0; ci < 8; ci++)
-                        for (int co = 0; co < 8; co++) d[co * 8 + ci] = s[ci * 8 + co];
+            const int nb = nicb - 4 * Q >= 4 ? 4 : nicb - 4 * Q;
+            for (int j = 0; j < nb; j++) {
+                const int I = 4 * Q + j;
+                for (int ky = 0; ky < k; ky++) {
+                    for (int kx = 0; kx < k; kx++) {
+                        const float *s = w + ((((size_t)O * nicb + I) * k + (k - 1 - ky)) * k + (k - 1 - kx)) * 64;
+                        float *d = wq + 4 * (size_t)Q * w_bs + (((size_t)O * k + ky) * k + kx) * 8 * 8 * nb + 8 * j;
+                        for (int co = 0; co < 8; co++)
+                            for (int ci = 0; ci < 8; ci++) d[co * 8 * nb + ci] = s[ci * 8 + co];
+                    }
                 }
             }
         }
     }
     const ax_conv t = {cv->n, cv->oc, cv->oh, cv->ow, cv->ic, cv->ih, cv->iw, k, k, 1, k - 1 - cv->pad};
-    anx_f32_conv2d_fwd__avx2_3x32(diff_src, diff_dst, wt, NULL, &t, threads);
-    free(wt);
+    conv_fwd_3x32(diff_src, diff_dst, wq, NULL, &t, threads);
+    free(wq);
 }
 
 void anx_f32_conv2d_bwd_data__avx2_gather(float *diff_src, const float *diff_dst, const float *w,
