@@ -1,0 +1,49 @@
+/* test_avx2_oom: an avx2 kernel whose workspace cannot be allocated ends the process with one
+ * line naming the workspace and exit status 2, not an abort().
+ *
+ * The test runs itself as a child under RLIMIT_AS 256 MiB (tu_spawn) and there calls the conv
+ * forward with a shape whose repacked weights need 2.4 GB.  The workspace is the kernel's first
+ * allocation, before it reads any tensor, so the child passes no tensors at all.  Skipped under
+ * the sanitizers (ASan's shadow memory does not fit under the limit) and on a CPU without AVX2.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#define AX_PORTABLE /* only the declarations: the kernels were compiled with -mavx2 -mfma */
+#include "fast/avx2/avx2.h"
+#include "spawn.h"
+#include "testutil.h"
+
+#define SKIP_CODE 77
+
+static int child(void)
+{
+    /* oc 8192 x ic 8192 x 3 x 3 floats of repacked weights: 2.4 GB */
+    const ax_conv cv = {1, 8192, 3, 3, 8192, 1, 1, 3, 3, 1, 0};
+    anx_f32_conv2d_fwd__avx2_3x32(NULL, NULL, NULL, NULL, &cv, 1);
+    printf("the kernel returned\n");
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "--child") == 0) return child();
+    const char *why = anx_backend_avx2.unavailable ? anx_backend_avx2.unavailable() : NULL;
+    if (why) {
+        printf("test_avx2_oom: skipped: %s\n", why);
+        return SKIP_CODE;
+    }
+    if (tu_sanitized()) {
+        printf("test_avx2_oom: skipped: RLIMIT_AS under the sanitizers (their shadow memory does not fit)\n");
+        return SKIP_CODE;
+    }
+    const char *args[] = {"--child", NULL};
+    tu_run r = tu_spawn(&(tu_spawn_opts){.bin = ANX_BINARY_DIR "/tests/avx2/test_avx2_oom", .as_bytes = 256LL << 20},
+                        args);
+    TU_CHECKF(r.status == 2, "exit status %d (signal %d), want 2; stderr: %s", r.status, r.signal, r.err);
+    TU_CHECKF(r.err_lines == 1, "%d lines on stderr, want 1: %s", r.err_lines, r.err);
+    TU_CHECKF(strstr(r.err, "out of memory for conv weights repacked by quad") != NULL, "stderr: %s", r.err);
+    TU_CHECKF(strstr(r.out, "returned") == NULL, "the kernel returned without its workspace: %s", r.out);
+    tu_run_free(&r);
+    return tu_finish("test_avx2_oom");
+}
