@@ -45,11 +45,11 @@ static void pad_act(float *dst, const float *src, int n, int c, int h, int w, in
     }
 }
 
-/* [*ky0, *ky1): the kernel rows that read an unpadded src row for some output row in
- * [oy_first, oy_last]; the others only multiply the zero padding and are skipped. */
-static void ky_range(int *ky0, int *ky1, int oy_first, int oy_last, const ax_conv *cv)
+/* [*ky0, *ky1): the kernel rows that read an unpadded src row for output row oy; the others
+ * only multiply the zero padding and are skipped. */
+static void ky_range(int *ky0, int *ky1, int oy, const ax_conv *cv)
 {
-    const int lo = cv->pad - oy_last * cv->stride, hi = cv->ih + cv->pad - oy_first * cv->stride;
+    const int lo = cv->pad - oy * cv->stride, hi = cv->ih + cv->pad - oy * cv->stride;
     *ky0 = lo > 0 ? lo : 0;
     *ky1 = hi < cv->kh ? hi : cv->kh;
 }
@@ -66,8 +66,8 @@ typedef struct fwd_tile {
     size_t po[3];     /* index of pixel r in the output plane */
     int nvalid;       /* pixels computed (1..3) */
     int ky0, ky1;     /* kernel rows that read src rather than padding (ky_range) */
-    int edge;         /* some pixel's window crosses the left or right padding; then */
-    int nseg, sg[16], sm[8]; /* the f segments and their pixel masks (edge_segments) */
+    int nseg;         /* -1: no pixel's window crosses the left or right padding (plain kernel); */
+    int sg[16], sm[8]; /* else the f segments and their pixel masks (edge_segments) */
 } fwd_tile;
 
 /* What every tile of one (image, quad, input-channel chunk) pass shares. */
@@ -193,7 +193,7 @@ static void conv_fwd_tile3_any(int nb, float *out, const float *img, const fwd_t
 {
 #define AX_CASE(NB, NV)                                                  \
     if (nb == NB && tl->nvalid == NV) {                                  \
-        if (tl->edge)                                                    \
+        if (tl->nseg >= 0)                                               \
             conv_fwd_tile3e(NB, NV, out, img, tl, ps);                   \
         else                                                             \
             conv_fwd_tile3(NB, NV, out, img, tl, ps);                    \
@@ -249,9 +249,8 @@ static void fwd_tile_of(fwd_tile *tl, int nvalid, const int oy[3], const int ox[
         tl->po[r] = (size_t)oy[q] * cv->ow + ox[q];
         tl->off[r] = ((ptrdiff_t)(oy[q] * cv->stride - cv->pad) * cv->iw + (ox[q] * cv->stride - cv->pad)) * cbi;
     }
-    ky_range(&tl->ky0, &tl->ky1, oy[0], oy[0], cv);
+    ky_range(&tl->ky0, &tl->ky1, oy[0], cv);
     tl->nseg = edge_segments(tl->sg, tl->sm, x, nvalid, cv, cbi);
-    tl->edge = tl->nseg >= 0;
 }
 
 /* Cuts every output row into tiles of 3 consecutive pixels; the 1 or 2 pixels left at the end
@@ -271,7 +270,7 @@ static int fwd_tiles(fwd_tile *tiles, const ax_conv *cv, int cbi)
     }
     for (int oy = 0; oy < cv->oh; oy++) {
         int a, b;
-        ky_range(&a, &b, oy, oy, cv);
+        ky_range(&a, &b, oy, cv);
         for (int ox = full; ox < cv->ow; ox++) {
             if (k == 3 || (k && (a != ky0 || b != ky1))) fwd_tile_of(&tiles[nt++], k, ty, tx, cv, cbi), k = 0;
             if (k == 0) ky0 = a, ky1 = b;
