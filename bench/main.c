@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "fingerprint.h"
 
 static const char kUsage[] =
     "usage: anx-bench [--batches=LIST] [--ref_batches=LIST] [--threads=N] [--backends=LIST]\n"
@@ -157,6 +158,7 @@ static void add_context(const anx_bench_config *cfg, const anx_machine *m)
     }
     snprintf(buf, sizeof buf, "%.2f (%d threads)", m->triad_bytes * 1e-9, m->threads);
     anx_gb_add_context("anx_triad_gbytes_per_s", buf);
+    anx_bench_add_fingerprint(cfg->threads); /* machine, build, libraries, commit: fingerprint.c */
 }
 
 int main(int argc, char **argv)
