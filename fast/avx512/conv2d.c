@@ -1,0 +1,3 @@
+/* The AVX-512 instance of fast/simd/conv2d.inc (compiled with -mavx512f: fast/avx512/CMakeLists.txt). */
+#include "fast/simd/isa_avx512.h"
+#include "fast/simd/conv2d.inc"
