@@ -33,7 +33,7 @@ LAYERS = [("conv1", "conv2d"), ("relu1", "relu"), ("pool1", "maxpool"), ("conv2"
           ("pool3", "maxpool"), ("fc6", "linear"), ("relu6", "relu"), ("drop6", "dropout"),
           ("fc7", "linear"), ("relu7", "relu"), ("drop7", "dropout"), ("fc8", "linear"), ("loss", "loss")]
 DIRS = ["fwd", "bwd_data", "bwd_weights"]
-BACKEND_ORDER = ["ref", "avx2", "onednn", "torch"]
+BASELINES = "ref,onednn"  # default of --baselines: the speedup columns are "X vs <baseline>"
 COMPUTE_OPS = ("conv2d", "linear")  # judged by FLOP/s and peak%; the rest by bytes/s and bw%
 
 MODES = {  # repetitions, min_time (s), fast batches, ref batches
@@ -132,7 +132,8 @@ def load_runs(path):
             continue
         res = {"time_ms": b["real_time"] * TO_MS[b.get("time_unit", "ns")],
                "iterations": b.get("iterations"), "label": b.get("label", "")}
-        for k in ("FLOP/s", "bytes/s", "peak%", "peak%_unpadded", "bw%", "images/s", "params/s", "loss"):
+        for k in ("FLOP/s", "bytes/s", "peak%", "peak%_unpadded", "bw%", "images/s", "params/s", "loss",
+                  "cycles/iter", "instructions/iter", "cache_misses/iter", "IPC"):
             if k in b:
                 res[k] = b[k]
         out[rn] = res
@@ -193,7 +194,14 @@ def speedup(base, res):
     return base["time_ms"] / res["time_ms"] if res["time_ms"] > 0 else None
 
 
-def collect(runs):
+def backend_order(ctx, backends):
+    """The backends in anx-bench's registry order (its context's anx_backends, "ref avx2(unavailable:
+    ...) onednn"), then any other (torch) by name: no backend name is written into this script."""
+    listed = re.findall(r"(?:^|\s)([a-z0-9_-]+)(?=\(|\s|$)", re.sub(r"\([^)]*\)", "", str(ctx.get("anx_backends", ""))))
+    return [b for b in listed if b in backends] + sorted(backends - set(listed))
+
+
+def collect(runs, ctx):
     """Sorts the runs into layers[(batch, tag, dir)][backend], steps[batch][backend], adam[backend]."""
     layers, steps, adam, backends, batches = {}, {}, {}, set(), set()
     for rn, res in runs.items():
@@ -212,7 +220,7 @@ def collect(runs):
         if m:
             adam[m["backend"]] = res
             backends.add(m["backend"])
-    order = [b for b in BACKEND_ORDER if b in backends] + sorted(backends - set(BACKEND_ORDER))
+    order = backend_order(ctx, backends)
     return layers, steps, adam, order, sorted(batches)
 
 
@@ -228,15 +236,38 @@ def add_torch_shares(runs, ctx):
             res["bw%"] = 100.0 * res["bytes/s"] / triad
 
 
-def ratio_columns(order):
-    cols = [(b, "ref") for b in order if b != "ref" and "ref" in order]
-    cols += [(b, "onednn") for b in order if b not in ("onednn", "ref") and "onednn" in order]
+def ratio_columns(order, baselines):
+    """(backend, baseline) pairs: every backend against each baseline present, except the
+    baselines before it in the list (ref vs onednn would repeat onednn vs ref)."""
+    cols = []
+    for i, base in enumerate(baselines):
+        if base in order:
+            cols += [(b, base) for b in order if b != base and b not in baselines[:i]]
     return cols
 
 
-def render(ctx, runs, commands):
-    layers, steps, adam, order, batches = collect(runs)
-    rcols = ratio_columns(order)
+# the fingerprint anx-bench writes into its context (bench/fingerprint.c), in header order
+FINGERPRINT = [("machine", "{anx_cpu_vendor} {anx_cpu_model} ({anx_cpu_fms}), {anx_cpus_online} CPUs online, "
+                "caches {anx_caches}, {anx_memory_gib} GiB; machine_key {anx_machine_key}"),
+               ("ISA flags", "{anx_isa_flags}"),
+               ("kernel", "{anx_kernel}"),
+               ("build", "{anx_compiler}, {anx_cflags}; Google Benchmark {anx_benchmark_version}; "
+                "oneDNN {anx_onednn_version}"),
+               ("libraries loaded", "{anx_libraries}"),
+               ("source", "anx commit {anx_git_commit} (uncommitted changes: {anx_git_dirty})"),
+               ("hardware counters", "{anx_hw_counters}")]
+
+
+def fingerprint_lines(ctx):
+    if "anx_machine_key" not in ctx:
+        return ["- fingerprint: none (a run from before anx-bench wrote one: not usable as a baseline)"]
+    return [f"- {name}: " + fmt.format_map({k: ctx.get(k, "?") for k in re.findall(r"{(\w+)}", fmt)})
+            for name, fmt in FINGERPRINT]
+
+
+def render(ctx, runs, commands, baselines):
+    layers, steps, adam, order, batches = collect(runs, ctx)
+    rcols = ratio_columns(order, baselines)
     L = []
     L.append("# anx per-layer benchmark report")
     L.append("")
@@ -244,6 +275,7 @@ def render(ctx, runs, commands):
              f"{ctx.get('num_cpus', '?')} CPUs at {ctx.get('mhz_per_cpu', '?')} MHz; "
              f"load average at start: {', '.join(f'{x:.2f}' for x in ctx.get('load_avg', [])) or '?'}")
     L.append(f"- threads: {ctx.get('anx_threads', '?')}; backends: {ctx.get('anx_backends', '?')}")
+    L += fingerprint_lines(ctx)
     for k in sorted(ctx):
         if k.startswith("anx_fma_peak_"):
             v = str(ctx[k])
@@ -424,6 +456,8 @@ def main():
     ap.add_argument("--threads", type=int, help="threads (default: anx-bench's, all cores)")
     ap.add_argument("--filter", help="regex passed to --benchmark_filter and to the torch baseline")
     ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch baseline")
+    ap.add_argument("--baselines", default=BASELINES,
+                    help=f"comma list of backends the speedup columns divide by (default {BASELINES})")
     ap.add_argument("--anx-json", help="report this saved anx-bench JSON instead of running")
     ap.add_argument("--torch-json", help="with --anx-json: a saved torch_baseline.py JSON")
     ap.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"), help="compare two saved runs")
@@ -468,7 +502,7 @@ def main():
         add_torch_shares(truns, ctx)
         runs.update(truns)
         ctx.update({k: v for k, v in tctx.items() if k.startswith("torch_")})
-    md, layers, order, bl = render(ctx, runs, commands)
+    md, layers, order, bl = render(ctx, runs, commands, [b for b in a.baselines.split(",") if b])
     pngs = write_charts(a.out, layers, order, bl)
     if pngs:
         md += "\n" + "\n".join(f"![{os.path.basename(p)}]({os.path.basename(p)})" for p in pngs) + "\n"
