@@ -9,6 +9,11 @@ cmake --build --preset release
 ./build/release/anx verify --backend all --json build/release/verify.json
 if [ -x build/release/anx-bench ] && [ -f bench/report.py ]; then
   python3 bench/report.py --build build/release --out build/release/bench-report --quick
+  # Every run goes into the benchmark history (one SQLite file; ANX_HISTORY_DB points it
+  # elsewhere, e.g. a CI cache), and the fleet table compares this machine with the others there.
+  db=${ANX_HISTORY_DB:-build/history.sqlite}
+  python3 bench/history.py record "$db" build/release/bench-report/report.json
+  python3 bench/history.py fleet "$db"
 else
   echo "main: anx-bench not built (libbenchmark-dev missing?): no benchmark table"
 fi
