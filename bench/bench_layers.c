@@ -11,6 +11,7 @@
 #include "anx/model.h"
 #include "anx/rng.h"
 #include "bench.h"
+#include "hw_counters.h"
 
 enum { MAX_BACKENDS = 8, MAX_CASES = MAX_BACKENDS * ANX_BENCH_MAX_BATCHES * 3 * (ANX_NUM_LAYERS + 1) };
 
@@ -209,10 +210,13 @@ static void bm_layer(anx_gb_state *st, void *arg)
              isa >= 0 ? anx_isa_name((anx_isa)isa) : "none", c->threads);
     anx_gb_label(st, msg);
 
+    anx_hw_counters hw; /* cycles, instructions, cache misses where the machine lets us count */
+    anx_hw_start(&hw, c->threads);
     while (anx_gb_keep_running(st)) {
         exec(f->ctx, &f->l, &f->args);
         anx_gb_clobber_memory();
     }
+    anx_hw_stop(&hw, st, anx_gb_iterations_done(st));
 
     const char *bad = output_not_finite(f, c->dir);
     if (bad) {
