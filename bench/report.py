@@ -353,6 +353,116 @@ def render(ctx, runs, commands, baselines):
     return "\n".join(L) + "\n", layers, order, batches
 
 
+# ---------------------------------------------------------------- roofline and counters
+
+
+def roofs(ctx, res):
+    """(FMA peak FLOP/s, triad bytes/s) a result sits under: the peak of the ISA its label names
+    ("peak:avx2"), else the best the machine has (torch, the element-wise layers)."""
+    m = re.search(r"\bpeak:(\w+)", str(res.get("label", "")))
+    peak = ceiling(ctx, f"anx_fma_peak_{m.group(1)}_gflops") if m else None
+    return peak or best_peak(ctx), ceiling(ctx, "anx_triad_gbytes_per_s")
+
+
+def roofline(ctx, layers):
+    """{(backend, batch): [point]} for every timed layer call with FLOP/s and bytes/s: its
+    arithmetic intensity (FLOPs over the bytes the call must move, the same count as bytes/s),
+    its FLOP/s, and the roof above it, min(peak, intensity x bandwidth)."""
+    rank = {(tag, d): i for i, (tag, d) in enumerate((t, d) for t, _ in LAYERS for d in DIRS)}
+    pts = {}
+    for (batch, tag, d), row in layers.items():
+        for be, res in row.items():
+            f, b = res.get("FLOP/s"), res.get("bytes/s")
+            peak, bw = roofs(ctx, res)
+            if not f or not b or not peak or not bw:
+                continue
+            ai = f / b
+            roof = min(peak, ai * bw)
+            pts.setdefault((be, batch), []).append(
+                {"layer": tag, "dir": d, "flop_per_byte": ai, "flop_per_s": f, "roof_flop_per_s": roof,
+                 "peak_flop_per_s": peak, "bytes_per_s_roof": bw, "share_of_roof": f / roof,
+                 "bound": "compute" if ai * bw >= peak else "memory"})
+    for v in pts.values():
+        v.sort(key=lambda p: rank.get((p["layer"], p["dir"]), 1e9))
+    return pts
+
+
+def roofline_md(pts, order, batches):
+    """Per batch: each layer and direction's intensity, and per backend its share of the roof
+    above it (C: under the compute roof, M: under the bandwidth roof)."""
+    L = []
+    for batch in batches:
+        bes = [be for be in order if (be, batch) in pts]
+        if not bes:
+            continue
+        rows = {}
+        for be in bes:
+            for p in pts[(be, batch)]:
+                rows.setdefault((p["layer"], p["dir"]), {"ai": p["flop_per_byte"]})[be] = p
+        L += ["", f"## roofline, batch {batch}", "",
+              "Share of the roof above each call: min(FMA peak, FLOP/byte x triad bandwidth); "
+              "C = under the compute roof, M = under the bandwidth roof.", "",
+              "| layer | dir | FLOP/byte | " + " | ".join(bes) + " |", "|---|---|---:|" + "---:|" * len(bes)]
+        for (tag, d), row in rows.items():
+            cells = [f"{100 * row[be]['share_of_roof']:.0f}% {row[be]['bound'][0].upper()}" if be in row else ""
+                     for be in bes]
+            L.append(f"| {tag} | {d} | {row['ai']:.3g} | " + " | ".join(cells) + " |")
+    return "\n".join(L) + "\n" if L else ""
+
+
+def counters_md(layers, order, batches):
+    """Hardware counters per layer call, where anx-bench could count them (hw_counters.c)."""
+    L = []
+    for batch in batches:
+        rows = [(tag, d, be, res) for tag, _ in LAYERS for d in DIRS
+                for be, res in layers.get((batch, tag, d), {}).items() if "cycles/iter" in res]
+        rows.sort(key=lambda r: order.index(r[2]) if r[2] in order else len(order))
+        if not rows:
+            continue
+        L += ["", f"## hardware counters per call, batch {batch}", "",
+              "| backend | layer | dir | cycles | instructions | IPC | cache misses |", "|---|---|---|---:|---:|---:|---:|"]
+        for tag, d, be, res in rows:
+            L.append(f"| {be} | {tag} | {d} | {res['cycles/iter']:.3g} | {res.get('instructions/iter', 0):.3g} | "
+                     f"{res.get('IPC', 0):.2f} | {res.get('cache_misses/iter', 0):.3g} |")
+    return "\n".join(L) + "\n" if L else ""
+
+
+def write_rooflines(out_dir, pts):
+    """One log-log chart per backend and batch: the two roofs and a labelled point per call."""
+    gp = shutil.which("gnuplot")
+    if not gp or not pts:
+        return []
+    pngs = []
+    for (be, batch), ps in sorted(pts.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        base = os.path.join(out_dir, f"roofline-{be}-batch{batch}")
+        peak, bw = ps[0]["peak_flop_per_s"] * 1e-9, ps[0]["bytes_per_s_roof"] * 1e-9
+        with open(base + ".dat", "w") as f:
+            for p in ps:
+                f.write(f"{p['flop_per_byte']:.6g} {p['flop_per_s'] * 1e-9:.6g} \"{p['layer']} {p['dir']}\"\n")
+        xs = [p["flop_per_byte"] for p in ps]
+        lo, hi = min(xs + [peak / bw]) / 4, max(xs + [peak / bw]) * 4
+        script = "\n".join([
+            "set terminal pngcairo size 1000,700 noenhanced font ',9'" if _has_cairo(gp)
+            else "set terminal png size 1000,700 noenhanced",
+            f"set output '{base}.png.tmp'",
+            f"set title 'roofline: {be}, batch {batch} (peak {peak:.0f} GFLOP/s, triad {bw:.1f} GB/s)'",
+            "set logscale xy", f"set xrange [{lo:.6g}:{hi:.6g}]", "set xlabel 'FLOP per byte moved'",
+            "set ylabel 'GFLOP/s'", "set grid", "set key bottom right", "set samples 400",
+            f"roof(x) = x * {bw:.6g} < {peak:.6g} ? x * {bw:.6g} : {peak:.6g}",
+            f"plot roof(x) with lines lw 2 title 'min(FMA peak, FLOP/byte x triad)', "
+            f"'{base}.dat' using 1:2 with points pt 7 title 'layer x direction', "
+            f"'' using 1:2:3 with labels offset 0.5,0.5 left font ',7' notitle", ""])
+        r = subprocess.run([gp], input=script, text=True, capture_output=True)
+        os.remove(base + ".dat")
+        if r.returncode != 0 or not os.path.exists(base + ".png.tmp"):
+            print(f"report.py: gnuplot failed for the roofline of {be} batch {batch}: {r.stderr.strip()}",
+                  file=sys.stderr)
+            continue
+        os.replace(base + ".png.tmp", base + ".png")
+        pngs.append(base + ".png")
+    return pngs
+
+
 # ---------------------------------------------------------------- the chart
 
 
@@ -503,14 +613,18 @@ def main():
         runs.update(truns)
         ctx.update({k: v for k, v in tctx.items() if k.startswith("torch_")})
     md, layers, order, bl = render(ctx, runs, commands, [b for b in a.baselines.split(",") if b])
-    pngs = write_charts(a.out, layers, order, bl)
+    pts = roofline(ctx, layers)
+    md += roofline_md(pts, order, bl) + counters_md(layers, order, bl)
+    pngs = write_charts(a.out, layers, order, bl) + write_rooflines(a.out, pts)
     if pngs:
         md += "\n" + "\n".join(f"![{os.path.basename(p)}]({os.path.basename(p)})" for p in pngs) + "\n"
     if commands:
         md += f"\nwall time of the whole report: {time.time() - t0:.0f} s\n"
     write_atomic(os.path.join(a.out, "report.md"), md)
     write_atomic(os.path.join(a.out, "report.json"),
-                 json.dumps({"context": ctx, "commands": commands, "results": runs}, indent=1, sort_keys=True))
+                 json.dumps({"context": ctx, "commands": commands, "results": runs,
+                             "roofline": [dict(p, backend=be, batch=batch) for (be, batch), ps in sorted(pts.items())
+                                          for p in ps]}, indent=1, sort_keys=True))
     print(md)
     print(f"report.py: wrote {a.out}/report.md, report.json" + "".join(f", {os.path.basename(p)}" for p in pngs),
           file=sys.stderr)

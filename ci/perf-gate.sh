@@ -97,7 +97,7 @@ fi
 
 mkdir -p "$out/runs"
 out=$(cd "$out" && pwd)
-rm -f "$out"/runs/*.json "$out"/base.json "$out"/new.json "$out"/compare.json
+rm -f "$out"/runs/*.json "$out"/runs/*.log "$out"/base.json "$out"/new.json "$out"/compare.json
 
 build() { # build SRC DIR LABEL: anx-bench of SRC in DIR, quietly; the log stays in DIR
   echo "perf-gate.sh: building $3 in $2" >&2
@@ -125,8 +125,8 @@ args=(--batches="$batches" --ref_batches="$batches" --benchmark_repetitions="$re
 
 run() { # run WHICH ROUND
   echo "perf-gate.sh: round $2/$rounds: $1" >&2
-  "$out/$1/anx-bench" "${args[@]}" --benchmark_out="$out/runs/$1-$2.json" >/dev/null \
-    || die "$1/anx-bench exited with status $? in round $2"
+  "$out/$1/anx-bench" "${args[@]}" --benchmark_out="$out/runs/$1-$2.json" >/dev/null 2>"$out/runs/$1-$2.log" \
+    || die "$1/anx-bench exited with status $? in round $2 (log: $out/runs/$1-$2.log)"
 }
 
 for r in $(seq 1 "$rounds"); do
