@@ -481,13 +481,14 @@ static int run_steps(anx_net *net, const step_opts *o, const step_batch *b)
     int bad = 0;
     for (int i = 0; i < o->steps; i++) {
         double t0 = cli_now();
-        loss = anx_net_train_step(net, o->lr);
+        if (anx_net_train_step(net, o->lr, &loss)) return cli_error(CMD, "%s", anx_net_error(net));
         double dt = cli_now() - t0;
         total += dt;
         printf("step %" PRId64 " loss %.6f time %.3f s\n", anx_net_step_count(net), (double)loss, dt);
         fflush(stdout);
         if (!isfinite(loss)) {
-            int l = anx_net_first_nonfinite(net);
+            int l;
+            if (anx_net_first_nonfinite(net, &l)) return cli_error(CMD, "%s", anx_net_error(net));
             const anx_model *m = anx_net_model(net);
             fprintf(stderr, "anx step: loss is %g at step %" PRId64 ", first non-finite output: %s\n", (double)loss,
                     anx_net_step_count(net), l < 0 ? "none" : l < ANX_NUM_LAYERS ? m->layers[l].name : "the loss");
@@ -597,7 +598,10 @@ static int run(int argc, char **argv)
         rc = cli_error(CMD, "--backend %s: %s", be->name, err);
         goto out;
     }
-    anx_net_init_params(net, (uint64_t)o.seed); /* also zeroes gradients and Adam moments */
+    if (anx_net_init_params(net, (uint64_t)o.seed)) { /* also zeroes gradients and Adam moments */
+        rc = cli_error(CMD, "%s", anx_net_error(net));
+        goto out;
+    }
     if (o.weights && (rc = load_weights(net, &wf))) goto out;
     anx_st_free(&wf); /* the weights are in the network now */
     if (anx_net_set_input(net, batch.input, batch.target)) {
@@ -605,7 +609,10 @@ static int run(int argc, char **argv)
         goto out;
     }
     anx_net_set_dropout_seed(net, (uint64_t)o.seed);
-    if (batch.mask16) anx_net_set_masks(net, batch.mask16, batch.mask19);
+    if (batch.mask16 && anx_net_set_masks(net, batch.mask16, batch.mask19)) {
+        rc = cli_error(CMD, "%s", anx_net_error(net));
+        goto out;
+    }
     if (!o.weights || !o.input || !batch.mask16) printf("seed %" PRId64 "\n", o.seed);
     rc = run_steps(net, &o, &batch);
 out:

@@ -234,7 +234,7 @@ static int tail_net(trainer *t, int count, char *err, size_t errlen)
 }
 
 /* One training step on count images.  Sets *loss and *correct (from the forward pass's logits).
- * 0, or 2 when the net for a short batch cannot be made. */
+ * 0, or 2 with err when the net for a short batch cannot be made or cannot run the step. */
 static int step(trainer *t, int count, float *loss, int *correct, char *err, size_t errlen)
 {
     const int nc = t->train.n_classes;
@@ -245,7 +245,10 @@ static int step(trainer *t, int count, float *loss, int *correct, char *err, siz
         net = t->tail;
     }
     anx_net_set_input(net, t->x, t->y);
-    *loss = anx_net_train_step(net, t->o.lr);
+    if (anx_net_train_step(net, t->o.lr, loss)) {
+        snprintf(err, errlen, "%s", anx_net_error(net));
+        return 2;
+    }
     anx_net_get_activation(net, ANX_NUM_LAYERS - 1, 0, t->logits);
     *correct = 0;
     for (int i = 0; i < count; i++) *correct += argmax(t->logits + (size_t)i * nc, nc) == t->y[i];
@@ -256,7 +259,8 @@ static int step(trainer *t, int count, float *loss, int *correct, char *err, siz
 static int nonfinite(trainer *t, int count, int epoch, int batch)
 {
     anx_net *net = count < t->o.batch ? t->tail : t->net;
-    int layer = anx_net_first_nonfinite(net);
+    int layer;
+    if (anx_net_first_nonfinite(net, &layer)) return cli_error(CMD, "%s", anx_net_error(net));
     const anx_model *m = anx_net_model(net);
     fprintf(stderr, "anx train: non-finite loss at epoch %d batch %d (step %lld): first non-finite output in %s; "
                     "try a smaller --lr (now %g)\n",
@@ -277,7 +281,11 @@ static int evaluate(trainer *t, double *acc, char *err, size_t errlen)
             t->y[i] = 0;
         }
         anx_net_set_input(t->net, t->x, t->y);
-        anx_net_forward(t->net, 0);
+        float loss;
+        if (anx_net_forward(t->net, 0, &loss)) {
+            snprintf(err, errlen, "%s", anx_net_error(t->net));
+            return 2;
+        }
         anx_net_get_activation(t->net, ANX_NUM_LAYERS - 1, 0, t->logits);
         for (int i = 0; i < count; i++) right += argmax(t->logits + (size_t)i * nc, nc) == t->y[i];
         seen += count;
@@ -451,7 +459,7 @@ static int setup(trainer *t)
     t->logits = malloc(sizeof(float) * (size_t)o->batch * t->train.n_classes);
     t->scratch = malloc(sizeof(float) * max_param_count(m));
     if (!t->x || !t->y || !t->logits || !t->scratch) return cli_error(CMD, "out of memory");
-    anx_net_init_params(t->net, (uint64_t)o->seed);
+    if (anx_net_init_params(t->net, (uint64_t)o->seed)) return cli_error(CMD, "%s", anx_net_error(t->net));
     if (o->resume && load_checkpoint(t, o->resume, err, sizeof err)) return cli_error(CMD, "--resume %s", err);
     anx_net_set_dropout_seed(t->net, (uint64_t)t->o.seed);
     anx_loader_config lc = {o->batch, 1, (uint64_t)t->o.seed, o->size, o->antialias, o->skip_bad};

@@ -138,7 +138,11 @@ static fixture *fixture_get(const layer_case *c)
     f->valid = 1;
     f->be = c->be, f->l = c->l, f->threads = c->threads;
     if (fixture_alloc(f)) return f;
-    if (c->be->layer_create) f->ctx = c->be->layer_create(&f->l, c->threads);
+    anx_status made = anx_backend_layer_create(c->be, &f->ctx, &f->l, c->threads);
+    if (made) {
+        snprintf(f->broken, sizeof f->broken, "failed: %s %.23s: %s", c->be->name, f->l.name, made);
+        return f;
+    }
     f->loss = NAN;
     f->args = (anx_args){
         .src = f->buf[B_SRC], .dst = f->buf[B_DST], .weights = f->buf[B_WEIGHTS], .bias = f->buf[B_BIAS],
@@ -149,9 +153,11 @@ static fixture *fixture_get(const layer_case *c)
     /* One forward pass, so bwd sees a real dst (max-pool argmax, ReLU sign) and any workspace
      * the backend keeps in ctx, as in training. */
     if (!anx_backend_declines(c->be, &f->l, ANX_FWD)) {
-        c->be->exec[f->l.op][ANX_FWD](f->ctx, &f->l, &f->args);
+        anx_status ran = c->be->exec[f->l.op][ANX_FWD](f->ctx, &f->l, &f->args);
         int ok = f->l.op == ANX_OP_LOSS ? isfinite(f->loss) : anx_bench_all_finite(f->buf[B_DST], f->floats[B_DST]);
-        if (!ok)
+        if (ran)
+            snprintf(f->broken, sizeof f->broken, "failed: %s fwd of %.23s: %s", c->be->name, f->l.name, ran);
+        else if (!ok)
             snprintf(f->broken, sizeof f->broken, "failed: %s fwd of %.23s left non-finite values in %s",
                      c->be->name, f->l.name, f->l.op == ANX_OP_LOSS ? "loss" : "dst");
     }
@@ -213,10 +219,15 @@ static void bm_layer(anx_gb_state *st, void *arg)
     anx_hw_counters hw; /* cycles, instructions, cache misses where the machine lets us count */
     anx_hw_start(&hw, c->threads);
     while (anx_gb_keep_running(st)) {
-        exec(f->ctx, &f->l, &f->args);
+        anx_status ran = exec(f->ctx, &f->l, &f->args);
+        if (ran) { /* ends the loop after this iteration */
+            snprintf(msg, sizeof msg, "failed: %s %s of %.23s: %s", c->be->name, anx_dir_name(c->dir), f->l.name, ran);
+            anx_gb_skip(st, msg);
+        }
         anx_gb_clobber_memory();
     }
     anx_hw_stop(&hw, st, anx_gb_iterations_done(st));
+    if (anx_gb_skipped(st)) return;
 
     const char *bad = output_not_finite(f, c->dir);
     if (bad) {

@@ -109,11 +109,13 @@ static step_fixture *step_fixture_get(const step_case *c)
     } else {
         anx_rng_fill_u01(input, n_in, anx_rng_key(1, "input", 0));
         anx_rng_fill_targets(target, (size_t)c->batch, anx_rng_key(1, "target", 0), mc.n_class);
-        anx_net_init_params(f->net, 1);
+        float loss = NAN;
         anx_net_set_dropout_seed(f->net, 1);
         anx_net_set_input(f->net, input, target);
-        float loss = anx_net_train_step(f->net, kLr);
-        if (!isfinite(loss)) snprintf(f->broken, sizeof f->broken, "failed: warm-up step loss %g", loss);
+        if (anx_net_init_params(f->net, 1) || anx_net_train_step(f->net, kLr, &loss))
+            snprintf(f->broken, sizeof f->broken, "failed: %s", anx_net_error(f->net));
+        else if (!isfinite(loss))
+            snprintf(f->broken, sizeof f->broken, "failed: warm-up step loss %g", loss);
     }
     free(input);
     free(target);
@@ -150,7 +152,12 @@ static void bm_step(anx_gb_state *st, void *arg)
     anx_gb_label(st, msg);
 
     float loss = 0;
-    while (anx_gb_keep_running(st)) loss = anx_net_train_step(f->net, kLr);
+    while (anx_gb_keep_running(st))
+        if (anx_net_train_step(f->net, kLr, &loss)) { /* ends the loop after this iteration */
+            snprintf(msg, sizeof msg, "failed: %s", anx_net_error(f->net));
+            anx_gb_skip(st, msg);
+        }
+    if (anx_gb_skipped(st)) return;
 
     if (!isfinite(loss)) {
         snprintf(msg, sizeof msg, "failed: %s step loss is %g", c->be->name, loss);

@@ -1,4 +1,5 @@
 /* The registry of backends compiled into this build. */
+#include <stdio.h>
 #include <string.h>
 
 #include "anx/backend.h"
@@ -31,4 +32,20 @@ const char *anx_backend_declines(const anx_backend *be, const anx_layer_desc *l,
     if (why) return why;
     if (!be->exec[l->op][dir]) return "not implemented by this backend";
     return be->supports ? be->supports(l, dir) : NULL;
+}
+
+anx_status anx_status_oom(const char *what, size_t bytes)
+{
+    static _Thread_local char line[160];
+    snprintf(line, sizeof line, "out of memory for %s (%.1f MiB)", what, (double)bytes / 1048576.0);
+    return line;
+}
+
+anx_status anx_backend_layer_create(const anx_backend *be, void **ctx, const anx_layer_desc *l, int threads)
+{
+    *ctx = NULL;
+    if (!be->layer_create) return NULL;
+    anx_status st = be->layer_create(ctx, l, threads);
+    if (st) *ctx = NULL;
+    return st;
 }

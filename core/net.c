@@ -11,6 +11,7 @@
 
 #include <math.h>
 #include <omp.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,7 +42,21 @@ struct anx_net {
     uint64_t dropout_seed;
 
     double seconds[NL + 1][ANX_DIR_COUNT], adam_seconds;
+    char err[256];                    /* anx_net_error: why the last call that failed did */
 };
+
+const char *anx_net_error(const anx_net *net) { return net->err; }
+
+/* Records a failure for anx_net_error and returns -1. */
+static int fail(anx_net *net, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail(anx_net *net, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(net->err, sizeof net->err, fmt, ap);
+    va_end(ap);
+    return -1;
+}
 
 static double now(void)
 {
@@ -171,8 +186,13 @@ anx_net *anx_net_create(const anx_backend *be, const anx_model_config *cfg, int 
                  cfg->in_dim, cfg->n_class, cfg->batch, be->name);
         goto fail;
     }
-    for (int i = 0; i <= NL && be->layer_create; i++)
-        net->ctx[i] = be->layer_create(desc_of(net, i), net->threads);
+    for (int i = 0; i <= NL; i++) {
+        const char *st = anx_backend_layer_create(be, &net->ctx[i], desc_of(net, i), net->threads);
+        if (st) {
+            snprintf(err, errlen, "%s on backend %s: %s", desc_of(net, i)->name, be->name, st);
+            goto fail;
+        }
+    }
     return net;
 fail:
     anx_net_destroy(net);
@@ -203,17 +223,14 @@ const anx_backend *anx_net_backend(const anx_net *net) { return net->be; }
 
 static float *param_view(const anx_net *net, anx_state s, int p) { return net->state[s] + net->poff[p]; }
 
-void anx_net_init_params(anx_net *net, uint64_t seed)
+int anx_net_init_params(anx_net *net, uint64_t seed)
 {
     memset(net->param_block, 0, net->region_floats * ANX_STATE_COUNT * sizeof(float));
     size_t max = 0;
     for (int p = 0; p < ANX_NUM_PARAMS; p++)
         if (net->m.params[p].count > max) max = net->m.params[p].count;
     float *plain = alloc_floats(max);
-    if (!plain) {
-        fprintf(stderr, "anx: out of memory initialising parameters\n");
-        exit(2);
-    }
+    if (!plain) return fail(net, "out of memory initialising parameters");
     for (int p = 0; p < ANX_NUM_PARAMS; p++) {
         const anx_param_info *pi = &net->m.params[p];
         /* PyTorch's default: kaiming_uniform(a=sqrt(5)) for weights and the bias rule both
@@ -224,6 +241,7 @@ void anx_net_init_params(anx_net *net, uint64_t seed)
     }
     free(plain);
     net->step = 0;
+    return 0;
 }
 
 void anx_net_set_state(anx_net *net, anx_state s, int p, const float *plain)
@@ -250,7 +268,7 @@ int anx_net_set_input(anx_net *net, const float *input, const int64_t *target)
     return 0;
 }
 
-void anx_net_set_masks(anx_net *net, const float *mask16, const float *mask19)
+int anx_net_set_masks(anx_net *net, const float *mask16, const float *mask19)
 {
     const float *given[2] = {mask16, mask19};
     int k = 0;
@@ -262,18 +280,16 @@ void anx_net_set_masks(anx_net *net, const float *mask16, const float *mask19)
         if (!src) continue;
         size_t n = anx_desc_plain_count(&net->m.layers[i], ANX_DST);
         net->plain_mask[i] = alloc_floats(n);
-        if (!net->plain_mask[i]) {
-            fprintf(stderr, "anx: out of memory for dropout masks\n");
-            exit(2);
-        }
+        if (!net->plain_mask[i]) return fail(net, "out of memory for the dropout mask of %s", net->m.layers[i].name);
         memcpy(net->plain_mask[i], src, n * sizeof(float));
     }
+    return 0;
 }
 
 void anx_net_set_dropout_seed(anx_net *net, uint64_t seed) { net->dropout_seed = seed; }
 
 /* The masks of the forward pass that belongs to update t = step + 1. */
-static void prepare_masks(anx_net *net)
+static int prepare_masks(anx_net *net)
 {
     for (int i = 0; i < NL; i++) {
         const anx_layer_desc *l = &net->m.layers[i];
@@ -284,23 +300,24 @@ static void prepare_masks(anx_net *net)
         }
         size_t n = anx_desc_plain_count(l, ANX_DST);
         float *plain = alloc_floats(n);
-        if (!plain) {
-            fprintf(stderr, "anx: out of memory for dropout masks\n");
-            exit(2);
-        }
+        if (!plain) return fail(net, "out of memory for the dropout mask of %s", l->name);
         anx_rng_fill_dropout(plain, n, anx_rng_key(net->dropout_seed, l->name, (uint64_t)net->step + 1),
                              l->p);
         net->be->tensor_import(l, ANX_DST, net->mask[i], plain);
         free(plain);
     }
+    return 0;
 }
 
-static void run(anx_net *net, int layer, anx_dir dir, const anx_args *a)
+/* One exec; a failure is recorded as "<layer> <dir> on <backend>: <status>". */
+static int run(anx_net *net, int layer, anx_dir dir, const anx_args *a)
 {
     const anx_layer_desc *l = desc_of(net, layer);
     double t0 = now();
-    net->be->exec[l->op][dir](net->ctx[layer], l, a);
+    anx_status st = net->be->exec[l->op][dir](net->ctx[layer], l, a);
     net->seconds[layer][dir] = now() - t0;
+    if (!st) return 0;
+    return fail(net, "%s %s on %s: %s", l->name, anx_dir_name(dir), net->be->name, st);
 }
 
 static anx_args layer_args(anx_net *net, int i)
@@ -322,35 +339,37 @@ static anx_args layer_args(anx_net *net, int i)
     return a;
 }
 
-float anx_net_forward(anx_net *net, int train)
+int anx_net_forward(anx_net *net, int train, float *loss)
 {
-    if (train) prepare_masks(net);
+    if (train && prepare_masks(net)) return -1;
     for (int i = 0; i < NL; i++) {
         anx_args a = layer_args(net, i);
         if (net->m.layers[i].op == ANX_OP_DROPOUT) a.mask = train ? net->mask[i] : net->ones[i];
-        run(net, i, ANX_FWD, &a);
+        if (run(net, i, ANX_FWD, &a)) return -1;
     }
     anx_args a = {0};
     a.src = net->act[NL];
     a.target = net->target;
     a.loss = &net->loss;
-    run(net, NL, ANX_FWD, &a);
-    return net->loss;
+    if (run(net, NL, ANX_FWD, &a)) return -1;
+    *loss = net->loss;
+    return 0;
 }
 
-void anx_net_backward(anx_net *net)
+int anx_net_backward(anx_net *net)
 {
     anx_args a = {0};
     a.src = net->act[NL];
     a.target = net->target;
     a.diff_src = net->grad[NL];
-    run(net, NL, ANX_BWD_DATA, &a);
+    if (run(net, NL, ANX_BWD_DATA, &a)) return -1;
     for (int i = NL - 1; i >= 0; i--) {
         anx_args b = layer_args(net, i);
         if (net->m.layers[i].op == ANX_OP_DROPOUT) b.mask = net->mask[i];
-        if (anx_desc_has_weights(&net->m.layers[i])) run(net, i, ANX_BWD_WEIGHTS, &b);
-        if (i > 0) run(net, i, ANX_BWD_DATA, &b);
+        if (anx_desc_has_weights(&net->m.layers[i]) && run(net, i, ANX_BWD_WEIGHTS, &b)) return -1;
+        if (i > 0 && run(net, i, ANX_BWD_DATA, &b)) return -1;
     }
+    return 0;
 }
 
 void anx_net_adam(anx_net *net, float lr)
@@ -363,12 +382,11 @@ void anx_net_adam(anx_net *net, float lr)
     net->step++;
 }
 
-float anx_net_train_step(anx_net *net, float lr)
+int anx_net_train_step(anx_net *net, float lr, float *loss)
 {
-    float loss = anx_net_forward(net, 1);
-    anx_net_backward(net);
+    if (anx_net_forward(net, 1, loss) || anx_net_backward(net)) return -1;
     anx_net_adam(net, lr);
-    return loss;
+    return 0;
 }
 
 void anx_net_get_activation(const anx_net *net, int layer, int grad, float *plain)
@@ -385,7 +403,7 @@ void anx_net_get_mask(const anx_net *net, int layer, float *plain)
 double anx_net_layer_seconds(const anx_net *net, int layer, anx_dir dir) { return net->seconds[layer][dir]; }
 double anx_net_adam_seconds(const anx_net *net) { return net->adam_seconds; }
 
-int anx_net_first_nonfinite(const anx_net *net)
+int anx_net_first_nonfinite(anx_net *net, int *layer)
 {
     size_t max = 0;
     for (int i = 0; i < NL; i++) {
@@ -393,7 +411,7 @@ int anx_net_first_nonfinite(const anx_net *net)
         if (n > max) max = n;
     }
     float *plain = alloc_floats(max);
-    if (!plain) return -1;
+    if (!plain) return fail(net, "out of memory for the finiteness check");
     int bad = -1;
     for (int i = 0; i < NL && bad < 0; i++) {
         anx_net_get_activation(net, i, 0, plain);
@@ -406,5 +424,6 @@ int anx_net_first_nonfinite(const anx_net *net)
     }
     free(plain);
     if (bad < 0 && !isfinite(net->loss)) bad = NL;
-    return bad;
+    *layer = bad;
+    return 0;
 }

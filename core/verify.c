@@ -81,6 +81,12 @@ void v_skip(anx_verify_row *r, const char *fmt, ...)
     r->verdict = ANX_SKIPPED;
 }
 
+void v_fail_status(anx_verify_row *r, anx_status st)
+{
+    r->verdict = ANX_FAILED;
+    snprintf(r->reason, sizeof r->reason, "%s", st);
+}
+
 static void unravel(int64_t flat, const int64_t *shape, int ndim, int64_t *out)
 {
     for (int d = ndim - 1; d >= 0; d--) {

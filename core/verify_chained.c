@@ -40,9 +40,12 @@
 
 static void ref_run(const anx_layer_desc *l, anx_dir dir, const anx_args *a, int threads)
 {
-    void *ctx = anx_backend_ref.layer_create ? anx_backend_ref.layer_create(l, threads) : NULL;
-    anx_backend_ref.exec[l->op][dir](ctx, l, a);
-    if (ctx) anx_backend_ref.layer_destroy(ctx);
+    /* ref's execs cannot fail (no workspace they cannot do without) and take a NULL ctx (OpenMP's
+       default team), so a ctx that could not be made only costs the thread count */
+    void *ctx;
+    anx_backend_layer_create(&anx_backend_ref, &ctx, l, threads);
+    (void)anx_backend_ref.exec[l->op][dir](ctx, l, a);
+    anx_backend_ref.layer_destroy(ctx);
 }
 
 static int param_of(const anx_model *m, int layer)
@@ -267,8 +270,9 @@ typedef struct pscale {
     float *p[ANX_NUM_PARAMS], *m[ANX_NUM_PARAMS], *v[ANX_NUM_PARAMS];
 } pscale;
 
-/* One training step t on the net with bounds; fills ps with the scales after the update. */
-static void chain_step(chain *c, int t, pscale *ps)
+/* One training step t on the net with bounds; fills ps with the scales after the update.
+ * 0, or -1 when the net could not run the step (anx_net_error says why). */
+static int chain_step(chain *c, int t, pscale *ps)
 {
     vgold *g = c->g;
     const anx_model *m = &g->m;
@@ -281,8 +285,11 @@ static void chain_step(chain *c, int t, pscale *ps)
         W[p] = v_alloc(m->params[p].count);
         anx_net_get_state(net, ANX_PARAM, p, W[p]);
     }
-    float loss = anx_net_forward(net, 1);
-    anx_net_backward(net);
+    float loss;
+    if (anx_net_forward(net, 1, &loss) || anx_net_backward(net)) {
+        for (int p = 0; p < ANX_NUM_PARAMS; p++) free(W[p]);
+        return -1;
+    }
 
     float *act[ANX_NUM_LAYERS], *gact[ANX_NUM_LAYERS], *d[ANX_NUM_LAYERS], *dd[ANX_NUM_LAYERS], *mask[ANX_NUM_LAYERS];
     for (int i = 0; i < ANX_NUM_LAYERS; i++) {
@@ -423,7 +430,7 @@ static void chain_step(chain *c, int t, pscale *ps)
     free(bp), free(bm), free(bv), free(dp0), free(dm0), free(dv0), free(dg);
     anx_net_adam(net, (float)g->hp.lr);
 
-    if (!last || (o->layer && strcmp(o->layer, "Adam"))) return;
+    if (!last || (o->layer && strcmp(o->layer, "Adam"))) return 0;
     /* the state after the last update */
     for (int p = 0; p < ANX_NUM_PARAMS; p++) {
         const anx_param_info *pi = &m->params[p];
@@ -441,6 +448,7 @@ static void chain_step(chain *c, int t, pscale *ps)
         }
         free(st);
     }
+    return 0;
 }
 
 void v_chained(anx_verify_report *rep, vgold *g, const anx_backend *be, const anx_verify_opts *o)
@@ -451,10 +459,14 @@ void v_chained(anx_verify_report *rep, vgold *g, const anx_backend *be, const an
     if (!net) return v_skip(v_row(rep, g, be->name, "chained", "-", "-", "-"), "%s", err);
     if (o->log) fprintf(o->log, "verify %s chained %s\n", be->name, g->base);
     chain c = {rep, g, be, o, net};
-    anx_net_init_params(net, g->seed);
+    if (anx_net_init_params(net, g->seed)) {
+        v_fail_status(v_row(rep, g, be->name, "chained", "-", "-", "-"), anx_net_error(net));
+        anx_net_destroy(net);
+        return;
+    }
     anx_net_set_dropout_seed(net, g->seed);
     anx_net_set_input(net, g->input, g->target);
-    anx_net_set_masks(net, NULL, NULL);
+    anx_net_set_masks(net, NULL, NULL); /* back to drawn masks: frees, cannot fail */
     /* core's init is what the golden started from */
     for (int p = 0; p < ANX_NUM_PARAMS; p++) {
         const anx_param_info *pi = &m->params[p];
@@ -477,7 +489,12 @@ void v_chained(anx_verify_report *rep, vgold *g, const anx_backend *be, const an
     memset(&ps, 0, sizeof ps);
     for (int t = 1; t <= g->steps; t++) {
         if (o->log && g->steps > 1) fprintf(o->log, "verify %s chained %s step %d\n", be->name, g->base, t);
-        chain_step(&c, t, &ps);
+        if (chain_step(&c, t, &ps)) {
+            char what[16];
+            snprintf(what, sizeof what, "step %d", t);
+            v_fail_status(v_row(rep, g, be->name, "chained", "-", what, "-"), anx_net_error(net));
+            break;
+        }
     }
     for (int p = 0; p < ANX_NUM_PARAMS; p++) free(ps.p[p]), free(ps.m[p]), free(ps.v[p]);
     anx_net_destroy(net);

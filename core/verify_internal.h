@@ -49,6 +49,8 @@ typedef struct vwant {
 anx_verify_row *v_row(anx_verify_report *rep, const vgold *g, const char *backend, const char *mode,
                       const char *layer, const char *dir, const char *tensor);
 void v_skip(anx_verify_row *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The row FAILED with reason st: the backend could not run the check (its exec returned st). */
+void v_fail_status(anx_verify_row *r, anx_status st);
 double v_gamma(double k); /* the probabilistic accumulation bound; see verify.c */
 /* Products summed into one input gradient by bwd_data: oc for a Linear; for a conv, oc times
  * the taps of a kernel row/column that can land on one input, ceil(k / stride) each. */

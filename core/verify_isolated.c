@@ -45,9 +45,12 @@ float *v_be_import(const anx_backend *be, const anx_layer_desc *l, anx_slot s, c
 /* ref kernel on plain buffers: the magnitudes M behind each output */
 static void ref_run(const anx_layer_desc *l, anx_dir dir, const anx_args *a, int threads)
 {
-    void *ctx = anx_backend_ref.layer_create ? anx_backend_ref.layer_create(l, threads) : NULL;
-    anx_backend_ref.exec[l->op][dir](ctx, l, a);
-    if (ctx) anx_backend_ref.layer_destroy(ctx);
+    /* ref's execs cannot fail (no workspace they cannot do without) and take a NULL ctx (OpenMP's
+       default team), so a ctx that could not be made only costs the thread count */
+    void *ctx;
+    anx_backend_layer_create(&anx_backend_ref, &ctx, l, threads);
+    (void)anx_backend_ref.exec[l->op][dir](ctx, l, a);
+    anx_backend_ref.layer_destroy(ctx);
 }
 
 static int param_of(const anx_model *m, int layer)
@@ -97,7 +100,8 @@ static void iso_fwd(anx_verify_report *rep, vgold *g, const anx_backend *be, int
     vwant w;
     if (want_or_skip(r, g, key, &w, l, ANX_DST)) return;
     size_t nd = anx_desc_plain_count(l, ANX_DST), ns = anx_desc_plain_count(l, ANX_SRC);
-    void *ctx = be->layer_create ? be->layer_create(l, threads) : NULL;
+    void *ctx;
+    anx_status st = anx_backend_layer_create(be, &ctx, l, threads);
     int p = param_of(m, i);
     anx_args a = {0};
     a.src = v_be_import(be, l, ANX_SRC, src);
@@ -112,7 +116,9 @@ static void iso_fwd(anx_verify_report *rep, vgold *g, const anx_backend *be, int
         v_mask(g, l->name, 1, maskp, nd);
         a.mask = v_be_import(be, l, ANX_DST, maskp);
     }
-    be->exec[l->op][ANX_FWD](ctx, l, &a);
+    if (!st) st = be->exec[l->op][ANX_FWD](ctx, l, &a);
+    char failed[160] = ""; /* st's text lasts only until the next backend call (ref_run below) */
+    if (st) snprintf(failed, sizeof failed, "%s", st);
     float *got = v_alloc(nd);
     be->tensor_export(l, ANX_DST, got, a.dst);
     snprintf(r->impl, sizeof r->impl, "%s", impl_of(be, ctx, l, ANX_FWD));
@@ -130,6 +136,7 @@ static void iso_fwd(anx_verify_report *rep, vgold *g, const anx_backend *be, int
         free(ax), free(aw), free(ab), free(M);
     }
     v_compare_want(r, got, &w, bound);
+    if (failed[0]) v_fail_status(r, failed);
     free(bound), free(got), free(maskp);
     free(a.src), free(a.dst), free(a.weights), free(a.bias), free((void *)a.mask);
     if (ctx) be->layer_destroy(ctx);
@@ -152,7 +159,8 @@ static void iso_bwd_data(anx_verify_report *rep, vgold *g, const anx_backend *be
     vwant w;
     if (want_or_skip(r, g, key, &w, l, ANX_SRC)) return;
     size_t nd = anx_desc_plain_count(l, ANX_DST), ns = anx_desc_plain_count(l, ANX_SRC);
-    void *ctx = be->layer_create ? be->layer_create(l, threads) : NULL;
+    void *ctx;
+    anx_status st = anx_backend_layer_create(be, &ctx, l, threads);
     int p = param_of(m, i);
     anx_args a = {0};
     a.src = v_be_import(be, l, ANX_SRC, src);
@@ -169,7 +177,9 @@ static void iso_bwd_data(anx_verify_report *rep, vgold *g, const anx_backend *be
         v_mask(g, l->name, 1, maskp, nd);
         a.mask = v_be_import(be, l, ANX_DST, maskp);
     }
-    be->exec[l->op][ANX_BWD_DATA](ctx, l, &a);
+    if (!st) st = be->exec[l->op][ANX_BWD_DATA](ctx, l, &a);
+    char failed[160] = ""; /* st's text lasts only until the next backend call (ref_run below) */
+    if (st) snprintf(failed, sizeof failed, "%s", st);
     float *got = v_alloc(ns);
     be->tensor_export(l, ANX_SRC, got, a.diff_src);
     snprintf(r->impl, sizeof r->impl, "%s", impl_of(be, ctx, l, ANX_BWD_DATA));
@@ -194,6 +204,7 @@ static void iso_bwd_data(anx_verify_report *rep, vgold *g, const anx_backend *be
         free(ady), free(M), free(aw);
     }
     v_compare_want(r, got, &w, bound);
+    if (failed[0]) v_fail_status(r, failed);
     free(bound), free(got), free(maskp);
     free(a.src), free(a.dst), free(a.diff_dst), free(a.diff_src), free(a.weights), free(a.bias);
     free((void *)a.mask);
@@ -228,7 +239,8 @@ static void iso_bwd_weights(anx_verify_report *rep, vgold *g, const anx_backend 
     }
     size_t nd = anx_desc_plain_count(l, ANX_DST), ns = anx_desc_plain_count(l, ANX_SRC);
     size_t nw = m->params[p].count, nb = m->params[p + 1].count;
-    void *ctx = be->layer_create ? be->layer_create(l, threads) : NULL;
+    void *ctx;
+    anx_status st = anx_backend_layer_create(be, &ctx, l, threads);
     anx_args a = {0};
     a.src = v_be_import(be, l, ANX_SRC, src);
     a.diff_dst = v_be_import(be, l, ANX_DST, dy);
@@ -236,7 +248,9 @@ static void iso_bwd_weights(anx_verify_report *rep, vgold *g, const anx_backend 
     a.bias = v_be_import(be, l, ANX_BIAS, g->init[p + 1]);
     a.diff_weights = v_be_buf(be, l, ANX_WEIGHTS);
     a.diff_bias = v_be_buf(be, l, ANX_BIAS);
-    be->exec[l->op][ANX_BWD_WEIGHTS](ctx, l, &a);
+    if (!st) st = be->exec[l->op][ANX_BWD_WEIGHTS](ctx, l, &a);
+    char failed[160] = ""; /* st's text lasts only until the next backend call (ref_run below) */
+    if (st) snprintf(failed, sizeof failed, "%s", st);
     float *got[2] = {v_alloc(nw), v_alloc(nb)};
     be->tensor_export(l, ANX_WEIGHTS, got[0], a.diff_weights);
     be->tensor_export(l, ANX_BIAS, got[1], a.diff_bias);
@@ -252,6 +266,7 @@ static void iso_bwd_weights(anx_verify_report *rep, vgold *g, const anx_backend 
         float *bound = bound_from(M[s], c, got[s], s ? nb : nw);
         snprintf(r[s]->impl, sizeof r[s]->impl, "%s", impl_of(be, ctx, l, ANX_BWD_WEIGHTS));
         v_compare_want(r[s], got[s], &w[s], bound);
+        if (failed[0]) v_fail_status(r[s], failed);
         free(bound), free(got[s]), free(M[s]);
         vwant_free(&w[s]);
     }
@@ -284,14 +299,17 @@ static void iso_loss(anx_verify_report *rep, vgold *g, const anx_backend *be, in
         }
         vwant w;
         if (want_or_skip(r, g, k ? "grad_out.Linear-20" : "loss", &w, l, ANX_SRC)) continue;
-        void *ctx = be->layer_create ? be->layer_create(l, threads) : NULL;
+        void *ctx;
+        anx_status st = anx_backend_layer_create(be, &ctx, l, threads);
         anx_args a = {0};
         float loss = NAN;
         a.src = v_be_import(be, l, ANX_SRC, z);
         a.target = g->target;
         a.loss = &loss;
         a.diff_src = v_be_buf(be, l, ANX_SRC);
-        be->exec[l->op][dirs[k]](ctx, l, &a);
+        if (!st) st = be->exec[l->op][dirs[k]](ctx, l, &a);
+        char failed[160] = "";
+        if (st) snprintf(failed, sizeof failed, "%s", st);
         snprintf(r->impl, sizeof r->impl, "%s", impl_of(be, ctx, l, dirs[k]));
         double zmax = 0;
         for (int i = 0; i < n * C; i++) zmax = fmax(zmax, fabs(z[i]));
@@ -315,6 +333,7 @@ static void iso_loss(anx_verify_report *rep, vgold *g, const anx_backend *be, in
             v_compare_want(r, got, &w, bound);
             free(got), free(bound);
         }
+        if (failed[0]) v_fail_status(r, failed);
         free(a.src), free(a.diff_src);
         if (ctx) be->layer_destroy(ctx);
         vwant_free(&w);

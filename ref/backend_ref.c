@@ -13,12 +13,14 @@ typedef struct ref_ctx {
     int threads; /* team size for this layer's kernels; <= 0: OpenMP's default */
 } ref_ctx;
 
-static void *ref_layer_create(const anx_layer_desc *l, int threads)
+static anx_status ref_layer_create(void **ctx, const anx_layer_desc *l, int threads)
 {
     (void)l;
-    ref_ctx *ctx = malloc(sizeof *ctx);
-    if (ctx) ctx->threads = threads;
-    return ctx;
+    ref_ctx *c = malloc(sizeof *c);
+    if (!c) return anx_status_oom("the ref layer context", sizeof *c);
+    c->threads = threads;
+    *ctx = c;
+    return NULL;
 }
 
 static void ref_layer_destroy(void *ctx) { free(ctx); }
@@ -75,110 +77,124 @@ static void ref_tensor_export(const anx_layer_desc *l, anx_slot slot, float *pla
 
 /* ---- exec wrappers: descriptor -> kernel arguments ---- */
 
-static void conv2d_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a)
+static anx_status conv2d_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a)
 {
     int saved = threads_begin(ctx);
     anx_f32_conv2d_fwd__ref(a->dst, a->src, a->weights, a->bias, l->n, l->ic, l->ih, l->iw, l->oc, l->oh,
                             l->ow, l->kh, l->kw, l->stride, l->pad);
     threads_end(saved);
+    return NULL;
 }
 
-static void conv2d_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a)
+static anx_status conv2d_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a)
 {
     int saved = threads_begin(ctx);
     anx_f32_conv2d_bwd_data__ref(a->diff_src, a->diff_dst, a->weights, l->n, l->ic, l->ih, l->iw, l->oc,
                                  l->oh, l->ow, l->kh, l->kw, l->stride, l->pad);
     threads_end(saved);
+    return NULL;
 }
 
-static void conv2d_bwd_weights(void *ctx, const anx_layer_desc *l, const anx_args *a)
+static anx_status conv2d_bwd_weights(void *ctx, const anx_layer_desc *l, const anx_args *a)
 {
     int saved = threads_begin(ctx);
     anx_f32_conv2d_bwd_weights__ref(a->diff_weights, a->diff_bias, a->src, a->diff_dst, l->n, l->ic, l->ih,
                                     l->iw, l->oc, l->oh, l->ow, l->kh, l->kw, l->stride, l->pad);
     threads_end(saved);
+    return NULL;
 }
 
 /* A Linear's input is its NCHW source viewed as [n, ic*ih*iw]. */
 static int linear_k(const anx_layer_desc *l) { return l->ic * l->ih * l->iw; }
 
-static void linear_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a)
+static anx_status linear_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a)
 {
     int saved = threads_begin(ctx);
     anx_f32_linear_fwd__ref(a->dst, a->src, a->weights, a->bias, l->n, linear_k(l), l->oc);
     threads_end(saved);
+    return NULL;
 }
 
-static void linear_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a)
+static anx_status linear_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a)
 {
     int saved = threads_begin(ctx);
     anx_f32_linear_bwd_data__ref(a->diff_src, a->diff_dst, a->weights, l->n, linear_k(l), l->oc);
     threads_end(saved);
+    return NULL;
 }
 
-static void linear_bwd_weights(void *ctx, const anx_layer_desc *l, const anx_args *a)
+static anx_status linear_bwd_weights(void *ctx, const anx_layer_desc *l, const anx_args *a)
 {
     int saved = threads_begin(ctx);
     anx_f32_linear_bwd_weights__ref(a->diff_weights, a->diff_bias, a->src, a->diff_dst, l->n, linear_k(l),
                                     l->oc);
     threads_end(saved);
+    return NULL;
 }
 
-static void relu_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a)
+static anx_status relu_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a)
 {
     int saved = threads_begin(ctx);
     anx_f32_relu_fwd__ref(a->dst, a->src, anx_desc_plain_count(l, ANX_DST));
     threads_end(saved);
+    return NULL;
 }
 
-static void relu_bwd(void *ctx, const anx_layer_desc *l, const anx_args *a)
+static anx_status relu_bwd(void *ctx, const anx_layer_desc *l, const anx_args *a)
 {
     int saved = threads_begin(ctx);
     anx_f32_relu_bwd__ref(a->diff_src, a->diff_dst, a->dst, anx_desc_plain_count(l, ANX_DST));
     threads_end(saved);
+    return NULL;
 }
 
-static void maxpool_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a)
+static anx_status maxpool_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a)
 {
     int saved = threads_begin(ctx);
     anx_f32_maxpool_fwd__ref(a->dst, a->src, l->n, l->ic, l->ih, l->iw, l->oh, l->ow, l->kh, l->kw,
                              l->stride);
     threads_end(saved);
+    return NULL;
 }
 
-static void maxpool_bwd(void *ctx, const anx_layer_desc *l, const anx_args *a)
+static anx_status maxpool_bwd(void *ctx, const anx_layer_desc *l, const anx_args *a)
 {
     int saved = threads_begin(ctx);
     anx_f32_maxpool_bwd__ref(a->diff_src, a->diff_dst, a->src, l->n, l->ic, l->ih, l->iw, l->oh, l->ow,
                              l->kh, l->kw, l->stride);
     threads_end(saved);
+    return NULL;
 }
 
-static void dropout_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a)
+static anx_status dropout_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a)
 {
     int saved = threads_begin(ctx);
     anx_f32_dropout_fwd__ref(a->dst, a->src, a->mask, anx_desc_plain_count(l, ANX_DST));
     threads_end(saved);
+    return NULL;
 }
 
-static void dropout_bwd(void *ctx, const anx_layer_desc *l, const anx_args *a)
+static anx_status dropout_bwd(void *ctx, const anx_layer_desc *l, const anx_args *a)
 {
     int saved = threads_begin(ctx);
     anx_f32_dropout_bwd__ref(a->diff_src, a->diff_dst, a->mask, anx_desc_plain_count(l, ANX_DST));
     threads_end(saved);
+    return NULL;
 }
 
 /* The loss descriptor sees logits [n, ic, 1, 1]. */
-static void loss_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a)
+static anx_status loss_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a)
 {
     (void)ctx;
     *a->loss = anx_f32_loss_fwd__ref(a->src, a->target, l->n, l->ic * l->ih * l->iw);
+    return NULL;
 }
 
-static void loss_bwd(void *ctx, const anx_layer_desc *l, const anx_args *a)
+static anx_status loss_bwd(void *ctx, const anx_layer_desc *l, const anx_args *a)
 {
     (void)ctx;
     anx_f32_loss_bwd__ref(a->diff_src, a->src, a->target, l->n, l->ic * l->ih * l->iw);
+    return NULL;
 }
 
 /* The double PyTorch would hold for a hyper-parameter that reached us as a float: the shortest

@@ -28,29 +28,19 @@
 #endif
 #include <stddef.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 
 #include "anx/backend.h"
 
 #define AX_INLINE static inline __attribute__((always_inline))
 
-/* A 64-byte aligned workspace of n floats for `what`.  The kernels have no error path, so when
- * memory runs out the process ends the way the CLI's other memory errors do: one line naming
- * the workspace, exit status 2.  (Files are never half-written: checkpoints go through a
- * temporary file and a rename.) */
-static inline void *ax_alloc_bytes(size_t bytes, const char *what)
+/* A 64-byte aligned workspace of bytes, or NULL when memory runs out: the kernel then frees
+ * what it holds and returns anx_status_oom(<the workspace's name>, bytes), which the step driver
+ * passes up to the CLI (one line naming the workspace, exit status 2). */
+static inline void *ax_alloc_bytes(size_t bytes)
 {
     void *p = NULL;
-    if (posix_memalign(&p, 64, bytes ? bytes : 1) != 0) {
-        fprintf(stderr, "anx: avx2 backend: out of memory for %s (%.1f MiB)\n", what, bytes / 1048576.0);
-        exit(2);
-    }
-    return p;
-}
-static inline float *ax_alloc_floats(size_t n, const char *what)
-{
-    return ax_alloc_bytes(n * sizeof(float), what);
+    return posix_memalign(&p, 64, bytes ? bytes : 1) == 0 ? p : NULL;
 }
 
 /* Channel block of an activation with c channels: 8 (nChw8c) or 1 (plain). */
@@ -85,14 +75,14 @@ AX_INLINE float ax_hsum(__m256 v)
 }
 #endif
 
-/* Conv2d kernels (conv2d.c). */
-void anx_f32_conv2d_fwd__avx2_3x32(float *dst, const float *src, const float *w, const float *b,
+/* Conv2d kernels (conv2d.c).  Kernels with a workspace return NULL or the status naming it. */
+anx_status anx_f32_conv2d_fwd__avx2_3x32(float *dst, const float *src, const float *w, const float *b,
                                    const ax_conv *cv, int threads);
-void anx_f32_conv2d_bwd_data__avx2_3x32(float *diff_src, const float *diff_dst, const float *w,
+anx_status anx_f32_conv2d_bwd_data__avx2_3x32(float *diff_src, const float *diff_dst, const float *w,
                                         const ax_conv *cv, int threads);
-void anx_f32_conv2d_bwd_data__avx2_gather(float *diff_src, const float *diff_dst, const float *w,
+anx_status anx_f32_conv2d_bwd_data__avx2_gather(float *diff_src, const float *diff_dst, const float *w,
                                           const ax_conv *cv, int threads);
-void anx_f32_conv2d_bwd_weights__avx2_16x4(float *diff_w, float *diff_b, const float *src,
+anx_status anx_f32_conv2d_bwd_weights__avx2_16x4(float *diff_w, float *diff_b, const float *src,
                                            const float *diff_dst, const ax_conv *cv, int threads);
 
 /* Linear kernels (linear.c): src [n, k], w [oc, k], dst [n, oc]. */
@@ -100,7 +90,7 @@ void anx_f32_linear_fwd__avx2_4x3(float *dst, const float *src, const float *w, 
                                   int k, int oc, int threads);
 void anx_f32_linear_bwd_data__avx2_6x16(float *diff_src, const float *diff_dst, const float *w, int n,
                                         int k, int oc, int threads);
-void anx_f32_linear_bwd_weights__avx2_6x16(float *diff_w, float *diff_b, const float *src,
+anx_status anx_f32_linear_bwd_weights__avx2_6x16(float *diff_w, float *diff_b, const float *src,
                                            const float *diff_dst, int n, int k, int oc, int threads);
 
 /* Element-wise, pooling, loss and optimizer kernels (relu.c, dropout.c, maxpool.c, loss.c, adam.c). */
@@ -117,21 +107,21 @@ void anx_f32_adam__avx2(float *param, const float *grad, float *exp_avg, float *
                         const anx_adam_hparams *hp, int threads);
 
 /* exec-table entries, one per layer and direction. */
-void ax_conv2d_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a);
-void ax_conv2d_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a);
-void ax_conv2d_bwd_weights(void *ctx, const anx_layer_desc *l, const anx_args *a);
+anx_status ax_conv2d_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a);
+anx_status ax_conv2d_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a);
+anx_status ax_conv2d_bwd_weights(void *ctx, const anx_layer_desc *l, const anx_args *a);
 const char *ax_conv2d_impl(const anx_layer_desc *l, anx_dir dir);
-void ax_linear_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a);
-void ax_linear_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a);
-void ax_linear_bwd_weights(void *ctx, const anx_layer_desc *l, const anx_args *a);
-void ax_relu_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a);
-void ax_relu_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a);
-void ax_maxpool_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a);
-void ax_maxpool_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a);
-void ax_dropout_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a);
-void ax_dropout_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a);
-void ax_loss_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a);
-void ax_loss_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a);
+anx_status ax_linear_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a);
+anx_status ax_linear_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a);
+anx_status ax_linear_bwd_weights(void *ctx, const anx_layer_desc *l, const anx_args *a);
+anx_status ax_relu_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a);
+anx_status ax_relu_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a);
+anx_status ax_maxpool_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a);
+anx_status ax_maxpool_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a);
+anx_status ax_dropout_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a);
+anx_status ax_dropout_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a);
+anx_status ax_loss_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a);
+anx_status ax_loss_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a);
 void ax_adam(float *param, const float *grad, float *exp_avg, float *exp_avg_sq, size_t n,
              const anx_adam_hparams *hp, int threads);
 

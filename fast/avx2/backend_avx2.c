@@ -17,12 +17,14 @@ static const char *avx2_unavailable(void)
     return "CPU lacks AVX2/FMA";
 }
 
-static void *avx2_layer_create(const anx_layer_desc *l, int threads)
+static anx_status avx2_layer_create(void **ctx, const anx_layer_desc *l, int threads)
 {
     (void)l;
-    ax_ctx *ctx = malloc(sizeof *ctx);
-    if (ctx) ctx->threads = threads;
-    return ctx;
+    ax_ctx *c = malloc(sizeof *c);
+    if (!c) return anx_status_oom("the avx2 layer context", sizeof *c);
+    c->threads = threads;
+    *ctx = c;
+    return NULL;
 }
 
 static void avx2_layer_destroy(void *ctx) { free(ctx); }

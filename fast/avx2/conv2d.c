@@ -297,14 +297,16 @@ static int fwd_icb_chunk(int nicb, int kh, int f)
 
 /* dst [n][oc/8][oh][ow][8] = conv of src [n][ic/cbi][ih][iw][cbi] with wq [quad][icb][ky][f][nb][8]
  * (the nb <= 4 blocks of each quad of output-channel blocks interleaved in one stream), plus b. */
-static void conv_fwd_3x32(float *dst, const float *src, const float *wq, const float *b, const ax_conv *cv,
-                          int threads)
+static anx_status conv_fwd_3x32(float *dst, const float *src, const float *wq, const float *b, const ax_conv *cv,
+                                int threads)
 {
     const int cbi = ax_cb(cv->ic), nicb = cv->ic / cbi, nocb = cv->oc / 8, nquad = (nocb + 3) / 4;
     const int f = cv->kw * cbi, chunk = fwd_icb_chunk(nicb, cv->kh, f);
     const size_t img_in = (size_t)cv->ic * cv->ih * cv->iw, plane = (size_t)cv->oh * cv->ow;
     const size_t img_out = (size_t)cv->oc * plane, w_bs = (size_t)cv->ic * cv->kh * cv->kw * 8;
-    fwd_tile *tiles = ax_alloc_bytes(((size_t)cv->ow / 3 + 2) * cv->oh * sizeof *tiles, "conv tile table");
+    const size_t tile_bytes = ((size_t)cv->ow / 3 + 2) * cv->oh * sizeof(fwd_tile);
+    fwd_tile *tiles = ax_alloc_bytes(tile_bytes);
+    if (!tiles) return anx_status_oom("conv tile table", tile_bytes);
     const int ntile = fwd_tiles(tiles, cv, cbi);
 #pragma omp parallel for collapse(2) num_threads(threads) schedule(static)
     for (int n = 0; n < cv->n; n++) {
@@ -325,15 +327,17 @@ static void conv_fwd_3x32(float *dst, const float *src, const float *wq, const f
         }
     }
     free(tiles);
+    return NULL;
 }
 
-void anx_f32_conv2d_fwd__avx2_3x32(float *dst, const float *src, const float *w, const float *b,
-                                   const ax_conv *cv, int threads)
+anx_status anx_f32_conv2d_fwd__avx2_3x32(float *dst, const float *src, const float *w, const float *b,
+                                         const ax_conv *cv, int threads)
 {
     /* dst [n][oc/8][oh][ow][8], src [n][ic/cbi][ih][iw][cbi], w [oc/8][ic/cbi][kh][kw][cbi][8], b [oc] */
     const int nocb = cv->oc / 8;
     const size_t w_bs = (size_t)cv->ic * cv->kh * cv->kw * 8;
-    float *wq = ax_alloc_floats((size_t)nocb * w_bs, "conv weights repacked by quad");
+    float *wq = ax_alloc_bytes((size_t)nocb * w_bs * sizeof *wq);
+    if (!wq) return anx_status_oom("conv weights repacked by quad", (size_t)nocb * w_bs * sizeof *wq);
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int ob = 0; ob < nocb; ob++) {
         const int q0 = ob / 4 * 4, nbq = nocb - q0 >= 4 ? 4 : nocb - q0, j = ob - q0;
@@ -341,14 +345,15 @@ void anx_f32_conv2d_fwd__avx2_3x32(float *dst, const float *src, const float *w,
         float *d = wq + (size_t)q0 * w_bs + 8 * j;
         for (size_t e = 0; e < w_bs / 8; e++) memcpy(d + e * 8 * nbq, s + e * 8, 8 * sizeof *d);
     }
-    conv_fwd_3x32(dst, src, wq, b, cv, threads);
+    anx_status st = conv_fwd_3x32(dst, src, wq, b, cv, threads);
     free(wq);
+    return st;
 }
 
 /* ---- backward data ---------------------------------------------------------------------- */
 
-void anx_f32_conv2d_bwd_data__avx2_3x32(float *diff_src, const float *diff_dst, const float *w,
-                                        const ax_conv *cv, int threads)
+anx_status anx_f32_conv2d_bwd_data__avx2_3x32(float *diff_src, const float *diff_dst, const float *w,
+                                              const ax_conv *cv, int threads)
 {
     /* stride 1, ic % 8 == 0, kh == kw.  diff_src [n][ic/8][ih][iw][8], diff_dst [n][oc/8][oh][ow][8],
      * w [oc/8][ic/8][k][k][8i][8o].  The forward conv's weights for diff_dst -> diff_src are w
@@ -356,7 +361,8 @@ void anx_f32_conv2d_bwd_data__avx2_3x32(float *diff_src, const float *diff_dst, 
      * layout wq [ic/32][oc/8][k][k][8o][nb][8i] (one pass over w, no intermediate copy). */
     const int k = cv->kh, nicb = cv->ic / 8, nocb = cv->oc / 8, nquad = (nicb + 3) / 4;
     const size_t w_bs = (size_t)cv->oc * k * k * 8; /* one block of 8 diff_src channels */
-    float *wq = ax_alloc_floats((size_t)nicb * w_bs, "conv weights transposed for bwd_data");
+    float *wq = ax_alloc_bytes((size_t)nicb * w_bs * sizeof *wq);
+    if (!wq) return anx_status_oom("conv weights transposed for bwd_data", (size_t)nicb * w_bs * sizeof *wq);
 #pragma omp parallel for collapse(2) num_threads(threads) schedule(static)
     for (int Q = 0; Q < nquad; Q++) {
         for (int O = 0; O < nocb; O++) {
@@ -375,18 +381,21 @@ void anx_f32_conv2d_bwd_data__avx2_3x32(float *diff_src, const float *diff_dst, 
         }
     }
     const ax_conv t = {cv->n, cv->oc, cv->oh, cv->ow, cv->ic, cv->ih, cv->iw, k, k, 1, k - 1 - cv->pad};
-    conv_fwd_3x32(diff_src, diff_dst, wq, NULL, &t, threads);
+    anx_status st = conv_fwd_3x32(diff_src, diff_dst, wq, NULL, &t, threads);
     free(wq);
+    return st;
 }
 
-void anx_f32_conv2d_bwd_data__avx2_gather(float *diff_src, const float *diff_dst, const float *w,
-                                          const ax_conv *cv, int threads)
+anx_status anx_f32_conv2d_bwd_data__avx2_gather(float *diff_src, const float *diff_dst, const float *w,
+                                                const ax_conv *cv, int threads)
 {
     /* any stride, any src layout.  diff_src [n, ic, ih, iw] (nChw{cbi}c), diff_dst [n][oc/8][oh][ow][8],
      * w OIhw{cbi}i8o -> wg [ic][kh][kw][oc] so the oc sum runs over 8-lane vectors. */
     const int cbi = ax_cb(cv->ic), nicb = cv->ic / cbi, nocb = cv->oc / 8, s = cv->stride;
     const size_t plane = (size_t)cv->oh * cv->ow, img_out = (size_t)cv->oc * plane;
-    float *wg = ax_alloc_floats((size_t)cv->oc * cv->ic * cv->kh * cv->kw, "conv weights for the bwd_data gather");
+    const size_t wg_bytes = (size_t)cv->oc * cv->ic * cv->kh * cv->kw * sizeof(float);
+    float *wg = ax_alloc_bytes(wg_bytes);
+    if (!wg) return anx_status_oom("conv weights for the bwd_data gather", wg_bytes);
     for (int o = 0; o < cv->oc; o++)
         for (int c = 0; c < cv->ic; c++)
             for (int ky = 0; ky < cv->kh; ky++)
@@ -420,6 +429,7 @@ void anx_f32_conv2d_bwd_data__avx2_gather(float *diff_src, const float *diff_dst
         }
     }
     free(wg);
+    return NULL;
 }
 
 /* ---- backward weights ------------------------------------------------------------------- */
@@ -538,8 +548,8 @@ static void conv_bww_image(float *dw, int nb, const float *img, const float *d, 
     }
 }
 
-void anx_f32_conv2d_bwd_weights__avx2_16x4(float *diff_w, float *diff_b, const float *src,
-                                           const float *diff_dst, const ax_conv *cv, int threads)
+anx_status anx_f32_conv2d_bwd_weights__avx2_16x4(float *diff_w, float *diff_b, const float *src,
+                                                 const float *diff_dst, const ax_conv *cv, int threads)
 {
     /* diff_w [oc/8][ic/cbi][kh][kw][cbi][8], diff_b [oc], src [n][ic/cbi][ih][iw][cbi],
      * diff_dst [n][oc/8][oh][ow][8].  Every element sums over (n, oy, ox) in that order, leaving
@@ -555,7 +565,9 @@ void anx_f32_conv2d_bwd_weights__avx2_16x4(float *diff_w, float *diff_b, const f
     float *padded = NULL;
     if (ax_cb(cv->ic) == 1 && cv->pad) {
         c.ih += 2 * cv->pad, c.iw += 2 * cv->pad, c.pad = 0;
-        padded = ax_alloc_floats((size_t)c.n * c.ic * c.ih * c.iw, "zero-padded conv src");
+        const size_t padded_bytes = (size_t)c.n * c.ic * c.ih * c.iw * sizeof *padded;
+        padded = ax_alloc_bytes(padded_bytes);
+        if (!padded) return anx_status_oom("zero-padded conv src", padded_bytes);
         pad_act(padded, src, cv->n, cv->ic, cv->ih, cv->iw, cv->pad, threads);
         src = padded;
     }
@@ -577,6 +589,7 @@ void anx_f32_conv2d_bwd_weights__avx2_16x4(float *diff_w, float *diff_b, const f
             conv_bww_image(dw, nb, src + n * img_in, diff_dst + n * img_out + ocb * plane * 8, &c);
     }
     free(padded);
+    return NULL;
 }
 
 /* ---- exec-table entries ----------------------------------------------------------------- */
@@ -593,26 +606,25 @@ static int bwd_data_is_fwd(const anx_layer_desc *l)
     return l->stride == 1 && l->kh == l->kw && l->ic % 8 == 0 && l->pad <= l->kh - 1;
 }
 
-void ax_conv2d_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a)
+anx_status ax_conv2d_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a)
 {
     const ax_conv cv = conv_of(l);
-    anx_f32_conv2d_fwd__avx2_3x32(a->dst, a->src, a->weights, a->bias, &cv, ax_threads(ctx));
+    return anx_f32_conv2d_fwd__avx2_3x32(a->dst, a->src, a->weights, a->bias, &cv, ax_threads(ctx));
 }
 
-void ax_conv2d_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a)
+anx_status ax_conv2d_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a)
 {
     const ax_conv cv = conv_of(l);
     if (bwd_data_is_fwd(l))
-        anx_f32_conv2d_bwd_data__avx2_3x32(a->diff_src, a->diff_dst, a->weights, &cv, ax_threads(ctx));
-    else
-        anx_f32_conv2d_bwd_data__avx2_gather(a->diff_src, a->diff_dst, a->weights, &cv, ax_threads(ctx));
+        return anx_f32_conv2d_bwd_data__avx2_3x32(a->diff_src, a->diff_dst, a->weights, &cv, ax_threads(ctx));
+    return anx_f32_conv2d_bwd_data__avx2_gather(a->diff_src, a->diff_dst, a->weights, &cv, ax_threads(ctx));
 }
 
-void ax_conv2d_bwd_weights(void *ctx, const anx_layer_desc *l, const anx_args *a)
+anx_status ax_conv2d_bwd_weights(void *ctx, const anx_layer_desc *l, const anx_args *a)
 {
     const ax_conv cv = conv_of(l);
-    anx_f32_conv2d_bwd_weights__avx2_16x4(a->diff_weights, a->diff_bias, a->src, a->diff_dst, &cv,
-                                          ax_threads(ctx));
+    return anx_f32_conv2d_bwd_weights__avx2_16x4(a->diff_weights, a->diff_bias, a->src, a->diff_dst, &cv,
+                                                 ax_threads(ctx));
 }
 
 const char *ax_conv2d_impl(const anx_layer_desc *l, anx_dir dir)

@@ -18,13 +18,15 @@ void anx_f32_dropout__avx2(float *out, const float *in, const float *mask, size_
     }
 }
 
-void ax_dropout_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a)
+anx_status ax_dropout_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a)
 {
     anx_f32_dropout__avx2(a->dst, a->src, a->mask, anx_desc_plain_count(l, ANX_DST), ax_threads(ctx));
+    return NULL;
 }
 
-void ax_dropout_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a)
+anx_status ax_dropout_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a)
 {
     anx_f32_dropout__avx2(a->diff_src, a->diff_dst, a->mask, anx_desc_plain_count(l, ANX_DST),
                           ax_threads(ctx));
+    return NULL;
 }

@@ -201,16 +201,22 @@ void anx_f32_linear_bwd_data__avx2_6x16(float *diff_src, const float *diff_dst, 
     }
 }
 
-void anx_f32_linear_bwd_weights__avx2_6x16(float *diff_w, float *diff_b, const float *src,
-                                           const float *diff_dst, int n, int k, int oc, int threads)
+anx_status anx_f32_linear_bwd_weights__avx2_6x16(float *diff_w, float *diff_b, const float *src,
+                                                 const float *diff_dst, int n, int k, int oc, int threads)
 {
     /* diff_w [oc, k], diff_b [oc], src [n, k], diff_dst [n, oc]: n ascending for every element.
      * Both operands are packed first: read in place, the n rows of a 16-column strip of src
      * (and of 6 columns of diff_dst) lie k (oc) floats apart, 36 KB at fc6, all in one L1 set. */
     const int ntile = (oc + 5) / 6, npanel = (KC + 15) / 16;
-    float *ddt = ax_alloc_floats((size_t)oc * n, "linear diff_dst packed"); /* [oc][n] */
+    const size_t ddt_bytes = (size_t)oc * n * sizeof(float), panel_bytes = (size_t)npanel * n * 16 * sizeof(float);
+    float *ddt = ax_alloc_bytes(ddt_bytes); /* [oc][n] */
     /* [KC/16][n][16]: one k block of src, 16 columns a panel, zero past k */
-    float *panels = ax_alloc_floats((size_t)npanel * n * 16, "linear src panels");
+    float *panels = ax_alloc_bytes(panel_bytes);
+    if (!ddt || !panels) {
+        free(ddt);
+        free(panels);
+        return ddt ? anx_status_oom("linear src panels", panel_bytes) : anx_status_oom("linear diff_dst packed", ddt_bytes);
+    }
 #pragma omp parallel num_threads(threads)
     {
 #pragma omp for schedule(static)
@@ -244,26 +250,29 @@ void anx_f32_linear_bwd_weights__avx2_6x16(float *diff_w, float *diff_b, const f
     }
     free(panels);
     free(ddt);
+    return NULL;
 }
 
 /* ---- exec-table entries ----------------------------------------------------------------- */
 
 static int linear_k(const anx_layer_desc *l) { return l->ic * l->ih * l->iw; }
 
-void ax_linear_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a)
+anx_status ax_linear_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a)
 {
     anx_f32_linear_fwd__avx2_4x3(a->dst, a->src, a->weights, a->bias, l->n, linear_k(l), l->oc,
                                  ax_threads(ctx));
+    return NULL;
 }
 
-void ax_linear_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a)
+anx_status ax_linear_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a)
 {
     anx_f32_linear_bwd_data__avx2_6x16(a->diff_src, a->diff_dst, a->weights, l->n, linear_k(l), l->oc,
                                        ax_threads(ctx));
+    return NULL;
 }
 
-void ax_linear_bwd_weights(void *ctx, const anx_layer_desc *l, const anx_args *a)
+anx_status ax_linear_bwd_weights(void *ctx, const anx_layer_desc *l, const anx_args *a)
 {
-    anx_f32_linear_bwd_weights__avx2_6x16(a->diff_weights, a->diff_bias, a->src, a->diff_dst, l->n,
-                                          linear_k(l), l->oc, ax_threads(ctx));
+    return anx_f32_linear_bwd_weights__avx2_6x16(a->diff_weights, a->diff_bias, a->src, a->diff_dst, l->n,
+                                                 linear_k(l), l->oc, ax_threads(ctx));
 }

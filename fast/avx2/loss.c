@@ -50,14 +50,16 @@ void anx_f32_loss_bwd__avx2(float *diff_src, const float *logits, const int64_t 
     }
 }
 
-void ax_loss_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a)
+anx_status ax_loss_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a)
 {
     (void)ctx;
     *a->loss = anx_f32_loss_fwd__avx2(a->src, a->target, l->n, l->ic * l->ih * l->iw);
+    return NULL;
 }
 
-void ax_loss_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a)
+anx_status ax_loss_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a)
 {
     (void)ctx;
     anx_f32_loss_bwd__avx2(a->diff_src, a->src, a->target, l->n, l->ic * l->ih * l->iw);
+    return NULL;
 }

@@ -102,12 +102,14 @@ void anx_f32_maxpool_bwd__avx2_8c(float *diff_src, const float *diff_dst, const 
     }
 }
 
-void ax_maxpool_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a)
+anx_status ax_maxpool_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a)
 {
     anx_f32_maxpool_fwd__avx2_8c(a->dst, a->src, l, ax_threads(ctx));
+    return NULL;
 }
 
-void ax_maxpool_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a)
+anx_status ax_maxpool_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a)
 {
     anx_f32_maxpool_bwd__avx2_8c(a->diff_src, a->diff_dst, a->src, l, ax_threads(ctx));
+    return NULL;
 }

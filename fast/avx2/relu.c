@@ -39,13 +39,15 @@ void anx_f32_relu_bwd__avx2(float *diff_src, const float *diff_dst, const float 
     }
 }
 
-void ax_relu_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a)
+anx_status ax_relu_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a)
 {
     anx_f32_relu_fwd__avx2(a->dst, a->src, anx_desc_plain_count(l, ANX_DST), ax_threads(ctx));
+    return NULL;
 }
 
-void ax_relu_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a)
+anx_status ax_relu_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a)
 {
     anx_f32_relu_bwd__avx2(a->diff_src, a->diff_dst, a->dst, anx_desc_plain_count(l, ANX_DST),
                            ax_threads(ctx));
+    return NULL;
 }

@@ -306,7 +306,13 @@ static const char *onednn_supports(const anx_layer_desc *l, anx_dir dir)
     return NULL;
 }
 
-static void *onednn_layer_create(const anx_layer_desc *l, int threads)
+anx_status anx_onednn_need_ctx(const void *ctx, const anx_layer_desc *l)
+{
+    (void)l;
+    return ctx ? NULL : "the onednn backend needs the layer context its layer_create makes";
+}
+
+static anx_status onednn_layer_create(void **out, const anx_layer_desc *l, int threads)
 {
     if (threads < 1) threads = omp_get_max_threads();
     /* oneDNN sizes its kernels' thread split when the primitive is made: make it with the team size
@@ -326,7 +332,9 @@ static void *onednn_layer_create(const anx_layer_desc *l, int threads)
     }
     }
     omp_set_num_threads(saved);
-    return ctx;
+    if (!ctx) return anx_status_oom("the onednn layer context", sizeof(onednn_weighted_layer));
+    *out = ctx;
+    return NULL;
 }
 
 static void onednn_layer_destroy(void *ctx)

@@ -115,7 +115,8 @@ static void make_bwd_weights(conv_ctx *c, const anx_layer_desc *l, const onednn_
 }
 
 /* Backward data always with format_any: jit only takes the transposed inner block, so asking for
- * ours would get ref:any.  No primitive at all leaves have_bwd_data 0 (exec then aborts). */
+ * ours would get ref:any.  No primitive at all leaves have_bwd_data 0 (exec then returns a status;
+ * supports() declines that direction first). */
 static void make_bwd_data(conv_ctx *c, const anx_layer_desc *l, const onednn_weighted_mds *m)
 {
     dnnl_memory_desc_t any;
@@ -156,29 +157,30 @@ const char *anx_onednn_conv2d_impl(void *ctx, anx_dir dir)
 }
 
 /* dst [n,oc,oh,ow] = conv(src [n,ic,ih,iw], weights [oc,ic,kh,kw]) + bias [oc] */
-void anx_onednn_conv2d_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a)
+anx_status anx_onednn_conv2d_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a)
 {
-    onednn_weighted_layer *wl = onednn_weighted_ctx(ctx, l, anx_onednn_conv2d_create);
-    onednn_weighted_fwd(wl, a);
-    onednn_weighted_done(ctx, wl);
+    anx_status st = anx_onednn_need_ctx(ctx, l);
+    if (st) return st;
+    onednn_weighted_fwd(ctx, a);
+    return NULL;
 }
 
 /* diff_src [n,ic,ih,iw] = conv_transpose(diff_dst [n,oc,oh,ow], weights) */
-void anx_onednn_conv2d_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a)
+anx_status anx_onednn_conv2d_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a)
 {
-    conv_ctx *c = (conv_ctx *)onednn_weighted_ctx(ctx, l, anx_onednn_conv2d_create);
-    if (!c->have_bwd_data) {
-        fprintf(stderr, "anx onednn: %s: oneDNN has no convolution backward data here\n", l->name);
-        abort();
-    }
+    anx_status st = anx_onednn_need_ctx(ctx, l);
+    if (st) return st;
+    conv_ctx *c = ctx;
+    if (!c->have_bwd_data) return "oneDNN has no convolution backward data for this layer";
     onednn_weighted_bwd_data(&c->wl, a);
-    onednn_weighted_done(ctx, &c->wl);
+    return NULL;
 }
 
 /* diff_weights [oc,ic,kh,kw] = sum over (n, oh, ow) of diff_dst x src; diff_bias [oc] = sum of diff_dst */
-void anx_onednn_conv2d_bwd_weights(void *ctx, const anx_layer_desc *l, const anx_args *a)
+anx_status anx_onednn_conv2d_bwd_weights(void *ctx, const anx_layer_desc *l, const anx_args *a)
 {
-    onednn_weighted_layer *wl = onednn_weighted_ctx(ctx, l, anx_onednn_conv2d_create);
-    onednn_weighted_bwd_weights(wl, a);
-    onednn_weighted_done(ctx, wl);
+    anx_status st = anx_onednn_need_ctx(ctx, l);
+    if (st) return st;
+    onednn_weighted_bwd_weights(ctx, a);
+    return NULL;
 }

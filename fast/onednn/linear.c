@@ -90,25 +90,28 @@ void *anx_onednn_linear_create(const anx_layer_desc *l, int threads)
 const char *anx_onednn_linear_impl(void *ctx, anx_dir dir) { return onednn_weighted_impl(ctx, dir); }
 
 /* dst [n,oc] = src [n, ic*ih*iw] . weights^T [ic*ih*iw, oc] + bias [oc] */
-void anx_onednn_linear_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a)
+anx_status anx_onednn_linear_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a)
 {
-    onednn_weighted_layer *wl = onednn_weighted_ctx(ctx, l, anx_onednn_linear_create);
-    onednn_weighted_fwd(wl, a);
-    onednn_weighted_done(ctx, wl);
+    anx_status st = anx_onednn_need_ctx(ctx, l);
+    if (st) return st;
+    onednn_weighted_fwd(ctx, a);
+    return NULL;
 }
 
 /* diff_src [n, ic*ih*iw] = diff_dst [n,oc] . weights [oc, ic*ih*iw] */
-void anx_onednn_linear_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a)
+anx_status anx_onednn_linear_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a)
 {
-    onednn_weighted_layer *wl = onednn_weighted_ctx(ctx, l, anx_onednn_linear_create);
-    onednn_weighted_bwd_data(wl, a);
-    onednn_weighted_done(ctx, wl);
+    anx_status st = anx_onednn_need_ctx(ctx, l);
+    if (st) return st;
+    onednn_weighted_bwd_data(ctx, a);
+    return NULL;
 }
 
 /* diff_weights [oc, ic*ih*iw] = diff_dst^T . src; diff_bias [oc] = sum over n of diff_dst */
-void anx_onednn_linear_bwd_weights(void *ctx, const anx_layer_desc *l, const anx_args *a)
+anx_status anx_onednn_linear_bwd_weights(void *ctx, const anx_layer_desc *l, const anx_args *a)
 {
-    onednn_weighted_layer *wl = onednn_weighted_ctx(ctx, l, anx_onednn_linear_create);
-    onednn_weighted_bwd_weights(wl, a);
-    onednn_weighted_done(ctx, wl);
+    anx_status st = anx_onednn_need_ctx(ctx, l);
+    if (st) return st;
+    onednn_weighted_bwd_weights(ctx, a);
+    return NULL;
 }

@@ -24,11 +24,11 @@ static void row_terms(const float *x, int c, double *max, double *sum)
 static int classes(const anx_layer_desc *l) { return l->ic * l->ih * l->iw; }
 
 /* *loss = mean over n of logsumexp(src[n]) - src[n, target[n]];  src [n, c], target [n] */
-void anx_onednn_loss_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a)
+anx_status anx_onednn_loss_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a)
 {
     const int n = l->n, c = classes(l);
     double *term = malloc((size_t)n * sizeof *term); /* [n] */
-    if (!term) abort();
+    if (!term) return anx_status_oom("the loss's row terms", (size_t)n * sizeof *term);
 #pragma omp parallel for num_threads(anx_onednn_ctx_threads(ctx)) schedule(static)
     for (int bi = 0; bi < n; bi++) {
         const float *x = a->src + (size_t)bi * c; /* [c] */
@@ -45,10 +45,11 @@ void anx_onednn_loss_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a)
     for (int bi = 0; bi < n; bi++) total += term[bi];
     free(term);
     *a->loss = (float)(total / n);
+    return NULL;
 }
 
 /* diff_src [n, c] = (softmax(src[n]) - onehot(target[n])) / n */
-void anx_onednn_loss_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a)
+anx_status anx_onednn_loss_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a)
 {
     const int n = l->n, c = classes(l);
 #pragma omp parallel for num_threads(anx_onednn_ctx_threads(ctx)) schedule(static)
@@ -64,4 +65,5 @@ void anx_onednn_loss_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args
         row_terms(x, c, &m, &s);
         for (int j = 0; j < c; j++) d[j] = (float)((exp((double)x[j] - m) / s - (j == t ? 1.0 : 0.0)) / n);
     }
+    return NULL;
 }

@@ -72,29 +72,33 @@ const char *anx_onednn_maxpool_impl(void *ctx, anx_dir dir)
 }
 
 /* dst [n,c,oh,ow] = max over each kh x kw window of src [n,c,ih,iw]; records the winners */
-void anx_onednn_maxpool_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a)
+anx_status anx_onednn_maxpool_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a)
 {
-    pool_ctx *c = ctx ? ctx : anx_onednn_maxpool_create(l, anx_onednn_ctx_threads(NULL));
+    anx_status st = anx_onednn_need_ctx(ctx, l);
+    if (st) return st;
+    pool_ctx *c = ctx;
     void *bufs[] = {a->src, a->dst};
     onednn_prim_exec(&c->fwd, bufs, c->head.threads);
     c->ws_src = a->src;
-    if (!ctx) anx_onednn_maxpool_destroy(c);
+    return NULL;
 }
 
 /* diff_src [n,c,ih,iw] = sum over the windows each element won of diff_dst [n,c,oh,ow] */
-void anx_onednn_maxpool_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a)
+anx_status anx_onednn_maxpool_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a)
 {
-    pool_ctx *c = ctx ? ctx : anx_onednn_maxpool_create(l, anx_onednn_ctx_threads(NULL));
-    if (!a->src && !c->ws_src) {
-        fprintf(stderr, "anx onednn: %s bwd_data: no forward ran and no src given to recompute the workspace\n",
-                l->name);
-        abort();
-    }
+    anx_status st = anx_onednn_need_ctx(ctx, l);
+    if (st) return st;
+    pool_ctx *c = ctx;
+    if (!a->src && !c->ws_src) return "no forward ran and no src given to recompute the pooling workspace";
     if (a->src && a->src != c->ws_src) { /* no workspace for this src: recompute it */
         if (!c->scratch_dst) {
             dnnl_memory_desc_t d;
             anx_onednn_act_md(&d, l->n, l->oc, l->oh, l->ow);
-            if (posix_memalign((void **)&c->scratch_dst, 64, dnnl_memory_desc_get_size(&d))) abort();
+            const size_t bytes = dnnl_memory_desc_get_size(&d);
+            if (posix_memalign((void **)&c->scratch_dst, 64, bytes)) {
+                c->scratch_dst = NULL;
+                return anx_status_oom("the pooling scratch dst", bytes);
+            }
         }
         void *fb[] = {a->src, c->scratch_dst};
         onednn_prim_exec(&c->fwd, fb, c->head.threads);
@@ -102,5 +106,5 @@ void anx_onednn_maxpool_bwd_data(void *ctx, const anx_layer_desc *l, const anx_a
     }
     void *bufs[] = {a->diff_dst, c->ws, a->diff_src};
     onednn_prim_exec(&c->bwd, bufs, c->head.threads);
-    if (!ctx) anx_onednn_maxpool_destroy(c);
+    return NULL;
 }

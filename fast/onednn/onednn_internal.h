@@ -136,8 +136,6 @@ typedef struct onednn_weighted_mds {
     dnnl_memory_desc_t src, weights, bias, dst;
 } onednn_weighted_mds;
 
-typedef void *(*onednn_create_fn)(const anx_layer_desc *l, int threads);
-
 /* The weights md the forward primitive of fwd_op_desc (weights format_tag_any) picks. */
 void onednn_weighted_picked_md(dnnl_memory_desc_t *md, const void *fwd_op_desc);
 /* Makes wl->fwd (src, weights, bias -> dst) from op_desc; aborts naming layer and what
@@ -158,34 +156,32 @@ void onednn_weighted_make_bwd_weights(onednn_weighted_layer *wl, const void *our
 /* Frees the primitives and the ctx (which starts with the onednn_weighted_layer). */
 void onednn_weighted_destroy(void *ctx);
 const char *onednn_weighted_impl(const onednn_weighted_layer *wl, anx_dir dir);
-/* ctx, or for a caller without layer_create (allowed by backend.h) a ctx made by create for this
- * one call; onednn_weighted_done frees that one. */
-onednn_weighted_layer *onednn_weighted_ctx(void *ctx, const anx_layer_desc *l, onednn_create_fn create);
-void onednn_weighted_done(void *ctx, onednn_weighted_layer *wl);
+/* NULL, or the status of an exec called without the ctx layer_create made for its layer. */
+anx_status anx_onednn_need_ctx(const void *ctx, const anx_layer_desc *l);
 /* The three directions on the caller's tensors (a), with the counted reorders. */
 void onednn_weighted_fwd(onednn_weighted_layer *wl, const anx_args *a);
 void onednn_weighted_bwd_data(onednn_weighted_layer *wl, const anx_args *a);
 void onednn_weighted_bwd_weights(onednn_weighted_layer *wl, const anx_args *a);
 
 /* The exec functions of the table. */
-void anx_onednn_conv2d_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a);
-void anx_onednn_conv2d_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a);
-void anx_onednn_conv2d_bwd_weights(void *ctx, const anx_layer_desc *l, const anx_args *a);
-void anx_onednn_relu_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a);
-void anx_onednn_relu_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a);
-void anx_onednn_maxpool_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a);
-void anx_onednn_maxpool_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a);
-void anx_onednn_linear_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a);
-void anx_onednn_linear_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a);
-void anx_onednn_linear_bwd_weights(void *ctx, const anx_layer_desc *l, const anx_args *a);
-void anx_onednn_dropout_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a);
-void anx_onednn_dropout_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a);
-void anx_onednn_loss_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a);
-void anx_onednn_loss_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a);
+anx_status anx_onednn_conv2d_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a);
+anx_status anx_onednn_conv2d_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a);
+anx_status anx_onednn_conv2d_bwd_weights(void *ctx, const anx_layer_desc *l, const anx_args *a);
+anx_status anx_onednn_relu_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a);
+anx_status anx_onednn_relu_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a);
+anx_status anx_onednn_maxpool_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a);
+anx_status anx_onednn_maxpool_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a);
+anx_status anx_onednn_linear_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a);
+anx_status anx_onednn_linear_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a);
+anx_status anx_onednn_linear_bwd_weights(void *ctx, const anx_layer_desc *l, const anx_args *a);
+anx_status anx_onednn_dropout_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a);
+anx_status anx_onednn_dropout_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a);
+anx_status anx_onednn_loss_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a);
+anx_status anx_onednn_loss_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a);
 void anx_onednn_adam(float *param, const float *grad, float *exp_avg, float *exp_avg_sq, size_t n,
                      const anx_adam_hparams *hp, int threads);
 
-/* Threads of a ctx (1 when ctx is NULL, e.g. a caller without layer_create). */
+/* Threads of a ctx (OpenMP's default when ctx is NULL). */
 int anx_onednn_ctx_threads(const void *ctx);
 
 #endif

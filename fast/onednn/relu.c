@@ -47,19 +47,23 @@ const char *anx_onednn_relu_impl(void *ctx, anx_dir dir)
 }
 
 /* dst [n,c,h,w] = max(src, 0) */
-void anx_onednn_relu_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a)
+anx_status anx_onednn_relu_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a)
 {
-    relu_ctx *c = ctx ? ctx : anx_onednn_relu_create(l, anx_onednn_ctx_threads(NULL));
+    anx_status st = anx_onednn_need_ctx(ctx, l);
+    if (st) return st;
+    relu_ctx *c = ctx;
     void *bufs[] = {a->src, a->dst};
     onednn_prim_exec(&c->fwd, bufs, c->head.threads);
-    if (!ctx) anx_onednn_relu_destroy(c);
+    return NULL;
 }
 
 /* diff_src [n,c,h,w] = dst > 0 ? diff_dst : 0 */
-void anx_onednn_relu_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a)
+anx_status anx_onednn_relu_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a)
 {
-    relu_ctx *c = ctx ? ctx : anx_onednn_relu_create(l, anx_onednn_ctx_threads(NULL));
+    anx_status st = anx_onednn_need_ctx(ctx, l);
+    if (st) return st;
+    relu_ctx *c = ctx;
     void *bufs[] = {a->dst, a->diff_dst, a->diff_src};
     onednn_prim_exec(&c->bwd, bufs, c->head.threads);
-    if (!ctx) anx_onednn_relu_destroy(c);
+    return NULL;
 }

@@ -100,16 +100,6 @@ const char *onednn_weighted_impl(const onednn_weighted_layer *wl, anx_dir dir)
     return dir == ANX_FWD ? wl->fwd.impl : dir == ANX_BWD_DATA ? wl->bwd_data.impl : wl->bwd_weights.impl;
 }
 
-onednn_weighted_layer *onednn_weighted_ctx(void *ctx, const anx_layer_desc *l, onednn_create_fn create)
-{
-    return ctx ? ctx : create(l, anx_onednn_ctx_threads(NULL));
-}
-
-void onednn_weighted_done(void *ctx, onednn_weighted_layer *wl)
-{
-    if (!ctx) onednn_weighted_destroy(wl);
-}
-
 /* dst = op(src, weights) + bias */
 void onednn_weighted_fwd(onednn_weighted_layer *wl, const anx_args *a)
 {

@@ -37,7 +37,15 @@ typedef struct anx_adam_hparams {
     int64_t step; /* t, 1-based, after incrementing for this update */
 } anx_adam_hparams;
 
-typedef void (*anx_exec_fn)(void *ctx, const anx_layer_desc *l, const anx_args *a);
+/* What a backend call that can fail returns: NULL when it did its work, else one line naming the
+ * culprit ("out of memory for conv weights repacked by quad (2304.0 MiB)", "no oneDNN convolution
+ * forward for its own weight format").  The text is static or thread-local (anx_status_oom),
+ * valid until the same thread's next call into any backend: copy it to keep it.
+ * The same convention as unavailable() and supports(): NULL means yes. */
+typedef const char *anx_status;
+
+/* Runs (layer, dir) on the buffers of a; a failed call leaves its outputs unspecified. */
+typedef anx_status (*anx_exec_fn)(void *ctx, const anx_layer_desc *l, const anx_args *a);
 
 typedef struct anx_backend {
     const char *name; /* "ref", "avx2", "onednn": the name on the command line and in every log line */
@@ -46,10 +54,13 @@ typedef struct anx_backend {
     /* NULL when (layer, dir) is done by this backend, else the reason it declines.  Optional:
        when NULL the exec table decides (a NULL slot declines with "not implemented"). */
     const char *(*supports)(const anx_layer_desc *l, anx_dir dir);
-    /* Per-layer state for one layer at one batch (primitives, workspaces); may return NULL
-       when the backend keeps none.  threads: how many threads its kernels may use. Optional. */
-    void *(*layer_create)(const anx_layer_desc *l, int threads);
-    void (*layer_destroy)(void *ctx);
+    /* Per-layer state for one layer at one batch (primitives, workspaces) into *ctx; *ctx = NULL
+       is a backend that keeps no state for l.  Returns NULL, or why it could not be made (out of
+       memory, no primitive), with *ctx = NULL.  threads: how many threads its kernels may use.
+       Optional (NULL: every exec gets ctx NULL).  Every exec gets the ctx made for its layer
+       (anx_backend_layer_create); a backend that needs one refuses NULL with a status. */
+    anx_status (*layer_create)(void **ctx, const anx_layer_desc *l, int threads);
+    void (*layer_destroy)(void *ctx); /* NULL ctx is a no-op */
     /* Implementation name of (layer, dir) for logs, e.g. "anx_f32_conv2d_fwd__avx2_8x8" or
        oneDNN's "jit:avx512_core".  Optional. */
     const char *(*impl_name)(void *ctx, const anx_layer_desc *l, anx_dir dir);
@@ -64,6 +75,12 @@ typedef struct anx_backend {
     void (*adam)(float *param, const float *grad, float *exp_avg, float *exp_avg_sq, size_t n,
                  const anx_adam_hparams *hp, int threads);
 } anx_backend;
+
+/* "out of memory for <what> (<MiB> MiB)" in this thread's buffer: the status of a workspace
+ * of bytes that could not be allocated. */
+anx_status anx_status_oom(const char *what, size_t bytes);
+/* layer_create when the backend has one, else *ctx = NULL: the one way callers make a ctx. */
+anx_status anx_backend_layer_create(const anx_backend *be, void **ctx, const anx_layer_desc *l, int threads);
 
 /* The backends compiled into this build, ref first; NULL-terminated. */
 const anx_backend *const *anx_backends(void);

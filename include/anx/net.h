@@ -26,8 +26,13 @@ void anx_net_destroy(anx_net *net);
 const anx_model *anx_net_model(const anx_net *net);
 const anx_backend *anx_net_backend(const anx_net *net);
 
-/* PyTorch-default init from the RNG (anx/rng.h), Adam state zeroed, step counter 0. */
-void anx_net_init_params(anx_net *net, uint64_t seed);
+/* Functions that can fail return 0, or -1 with anx_net_error(net) one line naming the culprit:
+ * the layer, direction and backend, and what failed there ("Conv2d-4 bwd_data on avx2: out of
+ * memory for conv weights transposed for bwd_data (3.4 MiB)").  Nothing in this library exits. */
+const char *anx_net_error(const anx_net *net);
+
+/* PyTorch-default init from the RNG (anx/rng.h), Adam state zeroed, step counter 0.  0 / -1. */
+int anx_net_init_params(anx_net *net, uint64_t seed);
 /* Plain (PyTorch-layout) access to parameter p (index into anx_model.params). */
 void anx_net_set_state(anx_net *net, anx_state s, int p, const float *plain);
 void anx_net_get_state(const anx_net *net, anx_state s, int p, float *plain);
@@ -39,18 +44,18 @@ void anx_net_set_step_count(anx_net *net, int64_t t);
 int anx_net_set_input(anx_net *net, const float *input, const int64_t *target);
 /* Dropout masks [n, 4096] plain for Dropout-16 and Dropout-19, used for every following step;
  * NULL, NULL goes back to drawing them from the seed: key(seed, "Dropout-16", step) where step
- * is the 1-based number of the update the forward pass belongs to. */
-void anx_net_set_masks(anx_net *net, const float *mask16, const float *mask19);
+ * is the 1-based number of the update the forward pass belongs to.  0 / -1 (out of memory). */
+int anx_net_set_masks(anx_net *net, const float *mask16, const float *mask19);
 void anx_net_set_dropout_seed(anx_net *net, uint64_t seed);
 
-/* forward (train: dropout on; eval: identity) and the loss; returns the mean loss. */
-float anx_net_forward(anx_net *net, int train);
-/* backward from the loss of the last forward: every grad_out and parameter gradient. */
-void anx_net_backward(anx_net *net);
-/* one Adam update (t += 1) with betas 0.9/0.999, eps 1e-8 */
+/* forward (train: dropout on; eval: identity) and the loss: *loss = the mean loss.  0 / -1. */
+int anx_net_forward(anx_net *net, int train, float *loss);
+/* backward from the loss of the last forward: every grad_out and parameter gradient.  0 / -1. */
+int anx_net_backward(anx_net *net);
+/* one Adam update (t += 1) with betas 0.9/0.999, eps 1e-8 (over memory the net holds: cannot fail) */
 void anx_net_adam(anx_net *net, float lr);
-/* forward(train) + backward + adam; returns the loss */
-float anx_net_train_step(anx_net *net, float lr);
+/* forward(train) + backward + adam: *loss = the forward's loss.  0 / -1 (then no update was made). */
+int anx_net_train_step(anx_net *net, float lr, float *loss);
 
 /* Plain NCHW copies of a layer's forward output (grad = 0) or dLoss/d output (grad = 1). */
 void anx_net_get_activation(const anx_net *net, int layer, int grad, float *plain);
@@ -61,8 +66,9 @@ void anx_net_get_mask(const anx_net *net, int layer, float *plain);
 double anx_net_layer_seconds(const anx_net *net, int layer, anx_dir dir);
 double anx_net_adam_seconds(const anx_net *net);
 
-/* The first layer (0-based, torchsummary order; ANX_NUM_LAYERS = the loss) whose forward output
- * holds a NaN or Inf after the last forward, or -1 when all are finite.  Costs one export per layer. */
-int anx_net_first_nonfinite(const anx_net *net);
+/* *layer = the first layer (0-based, torchsummary order; ANX_NUM_LAYERS = the loss) whose forward
+ * output holds a NaN or Inf after the last forward, or -1 when all are finite.  Costs one export
+ * per layer.  0, or -1 when its export buffer cannot be allocated (*layer is then unset). */
+int anx_net_first_nonfinite(anx_net *net, int *layer);
 
 #endif

@@ -21,6 +21,27 @@
 #include "anx/net.h"
 #include "anx/rng.h"
 
+/* A tool, not a test: a step or ctx the library cannot make ends it with the reason. */
+static void tool_train_step(anx_net *net, float lr)
+{
+    float loss;
+    if (anx_net_train_step(net, lr, &loss)) {
+        fprintf(stderr, "avx2_timing: %s\n", anx_net_error(net));
+        exit(2);
+    }
+}
+
+static void *tool_layer_create(const anx_backend *be, const anx_layer_desc *l, int threads)
+{
+    void *ctx;
+    anx_status st = anx_backend_layer_create(be, &ctx, l, threads);
+    if (st) {
+        fprintf(stderr, "avx2_timing: %s layer_create(%s): %s\n", be->name, l->name, st);
+        exit(2);
+    }
+    return ctx;
+}
+
 /* Process CPU time, not wall time: the machine is shared, and with one thread CPU time is the
  * time this core really spent, so % of peak stays meaningful under load (with T threads it is
  * the sum over threads, so GFLOP/s are per core-second: compare with one core's peak). */
@@ -109,14 +130,14 @@ static int step_mode(int argc, char **argv)
         anx_rng_fill_targets(t, batch, anx_rng_key(1, "target", 0), cfg.n_class);
         anx_net_set_input(net, x, t);
         free(x), free(t);
-        anx_net_train_step(net, 1e-3f); /* warm-up: first-touch of every buffer */
+        tool_train_step(net, 1e-3f); /* warm-up: first-touch of every buffer */
         nets[nb++] = net;
     }
     double w[MAX_BE][MAX_STEPS], c[MAX_BE][MAX_STEPS], lsec[MAX_BE][ANX_NUM_LAYERS + 1][ANX_DIR_COUNT] = {{{0}}};
     for (int s = 0; s < steps; s++) { /* alternate backends so machine load hits both alike */
         for (int b = 0; b < nb; b++) {
             const double w0 = wall(), c0 = now();
-            anx_net_train_step(nets[b], 1e-3f);
+            tool_train_step(nets[b], 1e-3f);
             w[b][s] = wall() - w0, c[b][s] = now() - c0;
             for (int i = 0; i <= ANX_NUM_LAYERS; i++)
                 for (int d = 0; d < ANX_DIR_COUNT; d++) lsec[b][i][d] += anx_net_layer_seconds(nets[b], i, (anx_dir)d);
@@ -163,7 +184,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < ANX_NUM_LAYERS; i++) {
         const anx_layer_desc *l = &m.layers[i];
         if (!anx_desc_has_weights(l) || (argc > 5 && !strstr(argv[5], l->tag))) continue;
-        void *ctx = be->layer_create ? be->layer_create(l, threads) : NULL;
+        void *ctx = tool_layer_create(be, l, threads);
         anx_args a = {0};
         a.src = filled(be->tensor_floats(l, ANX_SRC), 1);
         a.dst = filled(be->tensor_floats(l, ANX_DST), 2);

@@ -54,7 +54,7 @@ static result run(const anx_backend *be, const anx_layer_desc *l, anx_dir dir, i
                   const plain_set *in)
 {
     result r = {0};
-    void *ctx = be->layer_create ? be->layer_create(l, threads) : NULL;
+    void *ctx = tu_layer_create(be, l, threads);
     anx_args a = {0};
     float loss = NAN;
     a.src = import_slot(be, l, ANX_SRC, in->src, "src");
@@ -75,7 +75,7 @@ static result run(const anx_backend *be, const anx_layer_desc *l, anx_dir dir, i
     if (dir == ANX_FWD) a.dst = out1;
     if (dir == ANX_BWD_DATA) a.diff_src = out1;
     if (dir == ANX_BWD_WEIGHTS) a.diff_weights = out1, a.diff_bias = out2;
-    be->exec[l->op][dir](ctx, l, &a);
+    tu_exec(be, ctx, l, dir, &a);
     if (out1) {
         r.n = count_of(l, o1);
         r.out = malloc(r.n * sizeof(float));

@@ -71,7 +71,7 @@ int main(void)
     }
     anx_net *ref = make_net(&anx_backend_ref, 2), *a1 = make_net(fast, 1), *a2 = make_net(fast, 2);
     const anx_model *m = anx_net_model(ref);
-    const float lr = anx_net_train_step(ref, LR), la1 = anx_net_train_step(a1, LR), la2 = anx_net_train_step(a2, LR);
+    const float lr = tu_net_train_step(ref, LR), la1 = tu_net_train_step(a1, LR), la2 = tu_net_train_step(a2, LR);
     printf("loss: ref %.9g avx2 %.9g (2 threads %.9g)\n", lr, la1, la2);
     TU_CHECKF(memcmp(&la1, &la2, sizeof la1) == 0, "loss differs between 1 and 2 threads");
     TU_CHECKF(fabsf(la1 - lr) <= 1e-4f * fabsf(lr), "loss %.9g vs ref %.9g", la1, lr);

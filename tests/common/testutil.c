@@ -156,3 +156,40 @@ int tu_sanitized(void)
     return 0;
 #endif
 }
+
+float tu_net_train_step(anx_net *net, float lr)
+{
+    float loss = NAN;
+    int rc = anx_net_train_step(net, lr, &loss);
+    TU_CHECKF(rc == 0, "anx_net_train_step: %s", anx_net_error(net));
+    return rc ? NAN : loss;
+}
+
+float tu_net_forward(anx_net *net, int train)
+{
+    float loss = NAN;
+    int rc = anx_net_forward(net, train, &loss);
+    TU_CHECKF(rc == 0, "anx_net_forward: %s", anx_net_error(net));
+    return rc ? NAN : loss;
+}
+
+void tu_net_backward(anx_net *net)
+{
+    int rc = anx_net_backward(net);
+    TU_CHECKF(rc == 0, "anx_net_backward: %s", anx_net_error(net));
+}
+
+void *tu_layer_create(const anx_backend *be, const anx_layer_desc *l, int threads)
+{
+    void *ctx;
+    anx_status st = anx_backend_layer_create(be, &ctx, l, threads);
+    TU_CHECKF(st == NULL, "%s layer_create(%s): %s", be->name, l->name, st);
+    return ctx;
+}
+
+int tu_exec(const anx_backend *be, void *ctx, const anx_layer_desc *l, anx_dir dir, const anx_args *a)
+{
+    anx_status st = be->exec[l->op][dir](ctx, l, a);
+    TU_CHECKF(st == NULL, "%s %s %s: %s", be->name, l->name, anx_dir_name(dir), st);
+    return st ? -1 : 0;
+}

@@ -55,4 +55,14 @@ int tu_expect_within(const float *got, const double *want, const double *bound, 
  * loops run the ref kernels 5-10x slower (tests then say what they leave to the release build). */
 int tu_sanitized(void);
 
+/* Calls into the library whose failure (a status, anx_net_error) is a test failure naming it.
+ * The net's: the loss, NaN when the call failed.  tu_layer_create: the ctx, NULL when the
+ * backend keeps none or failed.  tu_exec: 0, or -1 when the exec returned a status. */
+#include "anx/net.h"
+float tu_net_train_step(anx_net *net, float lr);
+float tu_net_forward(anx_net *net, int train);
+void tu_net_backward(anx_net *net);
+void *tu_layer_create(const anx_backend *be, const anx_layer_desc *l, int threads);
+int tu_exec(const anx_backend *be, void *ctx, const anx_layer_desc *l, anx_dir dir, const anx_args *a);
+
 #endif

@@ -49,7 +49,7 @@ static double directional_fd(anx_net *net, int p, const float *w, const float *d
         double sign = s ? -1.0 : 1.0;
         for (size_t i = 0; i < n; i++) wp[i] = (float)(w[i] + sign * h * d[i]);
         anx_net_set_state(net, ANX_PARAM, p, wp);
-        L[s] = anx_net_forward(net, 1);
+        L[s] = tu_net_forward(net, 1);
     }
     anx_net_set_state(net, ANX_PARAM, p, w);
     free(wp);
@@ -76,8 +76,8 @@ static void test_gradients_by_finite_differences(void)
     anx_rng_fill_dropout(m16, nm, anx_rng_key(SEED, "Dropout-16", 1), 0.5f);
     anx_rng_fill_dropout(m19, nm, anx_rng_key(SEED, "Dropout-19", 1), 0.5f);
     anx_net_set_masks(net, m16, m19);
-    float L = anx_net_forward(net, 1);
-    anx_net_backward(net);
+    float L = tu_net_forward(net, 1);
+    tu_net_backward(net);
     TU_CHECKF(isfinite(L) && L > 0, "loss %g", L);
     /* Under the sanitizers the ref kernels run ~8x slower and 64 forwards outlast the timeout:
        there the memory checks need one backward and a few forwards, so two tensors (a conv
@@ -118,7 +118,7 @@ static void test_gradients_by_finite_differences(void)
 static void run_steps(int threads, float loss[3], float **fc6, float **conv2)
 {
     anx_net *net = make_net(threads);
-    for (int s = 0; s < 3; s++) loss[s] = anx_net_train_step(net, 1e-4f);
+    for (int s = 0; s < 3; s++) loss[s] = tu_net_train_step(net, 1e-4f);
     *fc6 = get_state(net, ANX_PARAM, anx_model_find_param(anx_net_model(net), "fc.6.weight"));
     *conv2 = get_state(net, ANX_PARAM, anx_model_find_param(anx_net_model(net), "conv.3.weight"));
     anx_net_destroy(net);
@@ -149,8 +149,8 @@ static void test_masks_from_seed(void)
 {
     anx_net *net = make_net(0);
     anx_net_set_dropout_seed(net, 99);
-    anx_net_train_step(net, 1e-4f);
-    anx_net_forward(net, 1); /* the forward of update 2 */
+    tu_net_train_step(net, 1e-4f);
+    tu_net_forward(net, 1); /* the forward of update 2 */
     size_t n = anx_desc_plain_count(&anx_net_model(net)->layers[18], ANX_DST);
     float *got = malloc(n * sizeof *got), *want = malloc(n * sizeof *want);
     anx_net_get_mask(net, 18, got);
@@ -167,8 +167,8 @@ static void test_training_lowers_loss(void)
     float *ones = malloc(nm * sizeof *ones);
     for (size_t i = 0; i < nm; i++) ones[i] = 1.0f;
     anx_net_set_masks(net, ones, ones); /* no dropout: the same function every step */
-    float first = anx_net_train_step(net, 1e-4f), last = first;
-    for (int s = 0; s < 5; s++) last = anx_net_train_step(net, 1e-4f);
+    float first = tu_net_train_step(net, 1e-4f), last = first;
+    for (int s = 0; s < 5; s++) last = tu_net_train_step(net, 1e-4f);
     /* measured: 1.096 -> 0.694 (x0.63); a wrong-signed or wrong-sized gradient raises it */
     TU_CHECKF(last < 0.8f * first, "6 Adam steps on one batch: loss %g -> %g", first, last);
     TU_CHECK(anx_net_step_count(net) == 6);

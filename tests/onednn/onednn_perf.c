@@ -16,6 +16,27 @@
 #include "anx/rng.h"
 #include "onednn_internal.h"
 
+/* A tool, not a test: a step or ctx the library cannot make ends it with the reason. */
+static void tool_train_step(anx_net *net, float lr)
+{
+    float loss;
+    if (anx_net_train_step(net, lr, &loss)) {
+        fprintf(stderr, "onednn_perf: %s\n", anx_net_error(net));
+        exit(2);
+    }
+}
+
+static void *tool_layer_create(const anx_backend *be, const anx_layer_desc *l, int threads)
+{
+    void *ctx;
+    anx_status st = anx_backend_layer_create(be, &ctx, l, threads);
+    if (st) {
+        fprintf(stderr, "onednn_perf: %s layer_create(%s): %s\n", be->name, l->name, st);
+        exit(2);
+    }
+    return ctx;
+}
+
 #define NL ANX_NUM_LAYERS
 
 static double now(void)
@@ -58,7 +79,7 @@ static float *buf(size_t n, uint64_t seed)
 static double bare(const anx_backend *be, const anx_layer_desc *l, anx_dir dir, int threads, int reps, int64_t *target,
                    double *cpu)
 {
-    void *ctx = be->layer_create(l, threads);
+    void *ctx = tool_layer_create(be, l, threads);
     anx_args a = {0};
     size_t ns = be->tensor_floats(l, ANX_SRC), nd = be->tensor_floats(l, ANX_DST);
     a.src = buf(ns, 1), a.dst = buf(nd, 2), a.diff_src = buf(ns, 3), a.diff_dst = buf(nd, 4);
@@ -122,7 +143,7 @@ int main(int argc, char **argv)
     anx_net_set_input(net, x, target);
 
     /* the step: one warm-up, then steps timed; per-layer seconds from the driver */
-    anx_net_train_step(net, 1e-3f);
+    tool_train_step(net, 1e-3f);
     double *st = malloc((size_t)steps * sizeof *st), *lt[NL + 1][ANX_DIR_COUNT], *at = malloc((size_t)steps * sizeof *at);
     double *ls = malloc((size_t)steps * sizeof *ls); /* sum of the layers' seconds, per step */
     double *cs = malloc((size_t)steps * sizeof *cs); /* CPU seconds per step */
@@ -130,7 +151,7 @@ int main(int argc, char **argv)
         for (int d = 0; d < ANX_DIR_COUNT; d++) lt[i][d] = malloc((size_t)steps * sizeof(double));
     for (int s = 0; s < steps; s++) {
         double t0 = now(), c0 = cpu_now();
-        anx_net_train_step(net, 1e-3f);
+        tool_train_step(net, 1e-3f);
         st[s] = now() - t0;
         cs[s] = cpu_now() - c0;
         at[s] = anx_net_adam_seconds(net);
@@ -149,7 +170,7 @@ int main(int argc, char **argv)
            "in-step ms", "ratio", "bare cpu ms", "GFLOP/cpu-s");
     for (int i = 0; i <= NL; i++) {
         const anx_layer_desc *l = i == NL ? &m->loss : &m->layers[i];
-        void *ctx = be->layer_create(l, threads);
+        void *ctx = tool_layer_create(be, l, threads);
         for (int d = 0; d < ANX_DIR_COUNT; d++) {
             if (!be->exec[l->op][d] || (d == ANX_BWD_WEIGHTS && !anx_desc_has_weights(l))) continue;
             if (d == ANX_BWD_DATA && i == 0) continue; /* the step does not run it */

@@ -78,7 +78,7 @@ static int padding_zero(const anx_backend *be, const anx_layer_desc *l, anx_slot
 /* Runs (l, dir) on be from plain inputs in `in`, exports the outputs into `out` (fresh buffers). */
 static void run(const anx_backend *be, const anx_layer_desc *l, anx_dir dir, const io *in, io *out, int fwd_first)
 {
-    void *ctx = be->layer_create ? be->layer_create(l, THREADS) : NULL;
+    void *ctx = tu_layer_create(be, l, THREADS);
     anx_args a = {0};
     int w = anx_desc_has_weights(l);
     a.src = bbuf(be, l, ANX_SRC, in->src, "src");
@@ -95,8 +95,8 @@ static void run(const anx_backend *be, const anx_layer_desc *l, anx_dir dir, con
     a.diff_dst = bbuf(be, l, ANX_DST, in->ddst, "diff_dst");
     a.target = in->target;
     a.loss = &out->loss;
-    if (fwd_first && dir != ANX_FWD) be->exec[l->op][ANX_FWD](ctx, l, &a); /* the net's order */
-    be->exec[l->op][dir](ctx, l, &a);
+    if (fwd_first && dir != ANX_FWD) tu_exec(be, ctx, l, ANX_FWD, &a); /* the net's order */
+    tu_exec(be, ctx, l, dir, &a);
     if (dir == ANX_FWD && l->op != ANX_OP_LOSS) {
         out->dst = export_new(be, l, ANX_DST, a.dst, "dst out");
         TU_CHECKF(padding_zero(be, l, ANX_DST, a.dst), "%s %s: dst padding not zero", be->name, l->name);
@@ -319,7 +319,7 @@ static void check_impls(void)
     printf("oneDNN implementations, Alexnet(3, 1000) batch 32, %d threads:\n", THREADS);
     for (int i = 0; i < ANX_NUM_LAYERS; i++) {
         const anx_layer_desc *l = &m.layers[i];
-        void *ctx = be->layer_create(l, THREADS);
+        void *ctx = tu_layer_create(be, l, THREADS);
         printf("  %-13s", l->name);
         for (int d = 0; d < ANX_DIR_COUNT; d++) {
             if (!be->exec[l->op][d] || (d == ANX_BWD_WEIGHTS && !anx_desc_has_weights(l))) continue;

@@ -50,11 +50,11 @@ static void check_step_reorders(void)
     if (!net) return;
     anx_net_init_params(net, 7);
     set_batch(net, 1);
-    float loss1 = anx_net_train_step(net, 1e-3f); /* warm-up: first touches, Adam state */
+    float loss1 = tu_net_train_step(net, 1e-3f); /* warm-up: first touches, Adam state */
     uint64_t before[ANX_ONEDNN_REORDER_KIND_COUNT], after[ANX_ONEDNN_REORDER_KIND_COUNT];
     counters(before);
     set_batch(net, 2); /* the input batch of the steady-state step */
-    float loss2 = anx_net_train_step(net, 1e-3f);
+    float loss2 = tu_net_train_step(net, 1e-3f);
     counters(after);
     uint64_t d[ANX_ONEDNN_REORDER_KIND_COUNT];
     for (int k = 0; k < ANX_ONEDNN_REORDER_KIND_COUNT; k++) d[k] = after[k] - before[k];
@@ -78,7 +78,7 @@ static void check_step_reorders(void)
     TU_CHECKF(isfinite(loss1) && isfinite(loss2), "losses %g %g", loss1, loss2);
     /* a second run of the same step from the same state gives the same counts (no lazy work) */
     counters(before);
-    anx_net_train_step(net, 1e-3f);
+    tu_net_train_step(net, 1e-3f);
     counters(after);
     TU_CHECKF(after[ANX_ONEDNN_REORDER_EXEC_WEIGHTS] - before[ANX_ONEDNN_REORDER_EXEC_WEIGHTS] ==
                   d[ANX_ONEDNN_REORDER_EXEC_WEIGHTS],
@@ -143,26 +143,26 @@ static void check_dropout_loss(void)
     int64_t target[5] = {0, 999, 17, 500, 17};
     float lwant = 0;
     anx_args r = {.src = x, .dst = want, .mask = mask};
-    anx_backend_ref.exec[ANX_OP_DROPOUT][ANX_FWD](NULL, drop, &r);
+    tu_exec(&anx_backend_ref, NULL, drop, ANX_FWD, &r);
     anx_args rl = {.src = logits, .diff_src = dwant, .target = target, .loss = &lwant};
-    void *rctx = anx_backend_ref.layer_create ? anx_backend_ref.layer_create(loss, 1) : NULL;
-    anx_backend_ref.exec[ANX_OP_LOSS][ANX_FWD](rctx, loss, &rl);
-    anx_backend_ref.exec[ANX_OP_LOSS][ANX_BWD_DATA](rctx, loss, &rl);
+    void *rctx = tu_layer_create(&anx_backend_ref, loss, 1);
+    tu_exec(&anx_backend_ref, rctx, loss, ANX_FWD, &rl);
+    tu_exec(&anx_backend_ref, rctx, loss, ANX_BWD_DATA, &rl);
     if (rctx) anx_backend_ref.layer_destroy(rctx);
     for (int threads = 1; threads <= 3; threads += 2) {
-        void *dctx = anx_backend_onednn.layer_create(drop, threads);
-        void *lctx = anx_backend_onednn.layer_create(loss, threads);
+        void *dctx = tu_layer_create(&anx_backend_onednn, drop, threads);
+        void *lctx = tu_layer_create(&anx_backend_onednn, loss, threads);
         float *got = tu_alloc(n, "got"), *dgot = tu_alloc(nl, "dgot"), lgot = 0;
         anx_args a = {.src = x, .dst = got, .mask = mask};
-        anx_backend_onednn.exec[ANX_OP_DROPOUT][ANX_FWD](dctx, drop, &a);
+        tu_exec(&anx_backend_onednn, dctx, drop, ANX_FWD, &a);
         tu_expect_bitwise(got, want, n, "dropout fwd");
         for (size_t i = 0; i < n; i++) got[i] = NAN; /* so an unwritten bwd shows */
         anx_args b = {.diff_dst = x, .diff_src = got, .mask = mask};
-        anx_backend_onednn.exec[ANX_OP_DROPOUT][ANX_BWD_DATA](dctx, drop, &b);
+        tu_exec(&anx_backend_onednn, dctx, drop, ANX_BWD_DATA, &b);
         tu_expect_bitwise(got, want, n, "dropout bwd_data"); /* same product: diff_dst = x */
         anx_args l = {.src = logits, .diff_src = dgot, .target = target, .loss = &lgot};
-        anx_backend_onednn.exec[ANX_OP_LOSS][ANX_FWD](lctx, loss, &l);
-        anx_backend_onednn.exec[ANX_OP_LOSS][ANX_BWD_DATA](lctx, loss, &l);
+        tu_exec(&anx_backend_onednn, lctx, loss, ANX_FWD, &l);
+        tu_exec(&anx_backend_onednn, lctx, loss, ANX_BWD_DATA, &l);
         TU_CHECKF(memcmp(&lgot, &lwant, 4) == 0, "loss %.9g vs ref %.9g (threads %d)", lgot, lwant, threads);
         tu_expect_bitwise(dgot, dwant, nl, "loss bwd_data");
         tu_free(got), tu_free(dgot);

@@ -71,13 +71,13 @@ static void outputs_of(const anx_layer_desc *l, anx_dir dir, int out[3])
 /* Runs (l, dir) through the table with a team of `threads`, copies the outputs into saved. */
 static void run_table(const anx_layer_desc *l, anx_dir dir, bufs *b, int threads, float **saved, float *loss)
 {
-    void *ctx = be->layer_create ? be->layer_create(l, threads) : NULL;
+    void *ctx = tu_layer_create(be, l, threads);
     anx_args a = args_of(b);
     int out[3];
     outputs_of(l, dir, out);
     for (int k = 0; k < 3 && out[k] >= 0; k++) /* refill outputs with NaN: every element must be written */
         for (size_t i = 0; i < tu_count(b->t[out[k]]); i++) b->t[out[k]][i] = NAN;
-    be->exec[l->op][dir](ctx, l, &a);
+    tu_exec(be, ctx, l, dir, &a);
     for (int k = 0; k < 3 && out[k] >= 0; k++) {
         saved[k] = malloc(tu_count(b->t[out[k]]) * sizeof(float));
         memcpy(saved[k], b->t[out[k]], tu_count(b->t[out[k]]) * sizeof(float));

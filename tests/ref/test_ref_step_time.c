@@ -44,9 +44,9 @@ int main(int argc, char **argv)
     anx_net_set_dropout_seed(net, 1);
 
     double t0 = now(), c0 = cpu_now();
-    float loss = anx_net_forward(net, 1);
+    float loss = tu_net_forward(net, 1);
     double t1 = now(), c1 = cpu_now();
-    anx_net_backward(net);
+    tu_net_backward(net);
     double t2 = now(), c2 = cpu_now();
     anx_net_adam(net, 1e-3f);
     double t3 = now(), c3 = cpu_now();

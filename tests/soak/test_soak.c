@@ -79,7 +79,7 @@ int main(int argc, char **argv)
     for (int s = 1; s <= steps && !diverged; s++) {
         feed(a, b, &cfg, s, x, t);
         /* lr 1e-4: 1e-3 diverges on this model without normalisation (see docs/data.md) */
-        float la = anx_net_train_step(a, 1e-4f), lb = anx_net_train_step(b, 1e-4f);
+        float la = tu_net_train_step(a, 1e-4f), lb = tu_net_train_step(b, 1e-4f);
         if (memcmp(&la, &lb, sizeof la) != 0) {
             fprintf(stderr, "FAILED step %d: loss %.9g vs rerun %.9g\n", s, la, lb);
             diverged = 1;
