@@ -22,6 +22,26 @@ int cli_error(const char *cmd, const char *fmt, ...)
     return ANX_EXIT_USAGE;
 }
 
+int cli_backend(const char *cmd, const char *name, const anx_backend **out)
+{
+    const anx_backend *be = anx_backend_find(name);
+    char list[256];
+    if (!be)
+        return cli_error(cmd, "--backend %s: unknown backend (this build has %s)", name,
+                         anx_backend_names(list, sizeof list, ", ", ", "));
+    const char *why = be->unavailable ? be->unavailable() : NULL;
+    if (why) return cli_error(cmd, "--backend %s: unavailable on this machine: %s", name, why);
+    *out = be;
+    return 0;
+}
+
+const char *cli_backend_help(char *buf, size_t cap, const char *before, const char *after)
+{
+    char list[256];
+    snprintf(buf, cap, "%s%s%s", before, anx_backend_names(list, sizeof list, ", ", " or "), after);
+    return buf;
+}
+
 double cli_ram_available(void)
 {
     FILE *f = fopen("/proc/meminfo", "r");

@@ -51,6 +51,15 @@ double cli_ram_available(void);
 struct anx_model;
 double cli_net_bytes(const struct anx_model *m, double *param_bytes);
 
+/* --backend NAME: the compiled backend of that name, available on this machine, into *out; else
+ * one line ("unknown backend (this build has ref, avx2, onednn)" or why it is unavailable)
+ * and ANX_EXIT_USAGE.  Every command takes its backends from the registry this way. */
+struct anx_backend;
+int cli_backend(const char *cmd, const char *name, const struct anx_backend **out);
+/* The help of a --backend flag, "<before>ref, avx2 or onednn<after>" with the names from the
+ * registry, written into buf; returns buf. */
+const char *cli_backend_help(char *buf, size_t cap, const char *before, const char *after);
+
 /* Wall clock in seconds (CLOCK_MONOTONIC) */
 double cli_now(void);
 

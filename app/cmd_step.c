@@ -457,22 +457,6 @@ static int check_dump_path(const char *path)
 
 /* ------------------------------------------------------------------------------------------ */
 
-static int pick_backend(const char *name, const anx_backend **out)
-{
-    const anx_backend *be = anx_backend_find(name);
-    if (!be) {
-        char list[128] = "";
-        size_t k = 0;
-        for (const anx_backend *const *b = anx_backends(); *b && k < sizeof list; b++)
-            k += (size_t)snprintf(list + k, sizeof list - k, "%s%s", k ? ", " : "", (*b)->name);
-        return cli_error(CMD, "--backend %s: unknown backend (this build has %s)", name, list);
-    }
-    const char *why = be->unavailable ? be->unavailable() : NULL;
-    if (why) return cli_error(CMD, "--backend %s: unavailable on this machine: %s", name, why);
-    *out = be;
-    return 0;
-}
-
 static int run_steps(anx_net *net, const step_opts *o, const step_batch *b)
 {
     const anx_model_config *c = &anx_net_model(net)->cfg;
@@ -561,10 +545,13 @@ static int load_files(const step_opts *o, anx_st_file *wf, anx_st_file *xf, anx_
 
 static int run(int argc, char **argv)
 {
-    step_opts o = {.backend = "ref", .in_dim = -1, .classes = -1, .batch = -1, .seed = 1, .steps = 1,
+    step_opts o = {.backend = anx_backend_reference()->name, .in_dim = -1, .classes = -1, .batch = -1, .seed = 1, .steps = 1,
                    .threads = 0, .lr = 1e-3f};
+    char help[320], backend_help[400];
+    snprintf(help, sizeof help, " (default %s)", o.backend);
+    cli_backend_help(backend_help, sizeof backend_help, "", help);
     const cli_flag flags[] = {
-        {"--backend", CLI_STRING, &o.backend, 0, -1, "ref, avx2 or onednn (default ref)"},
+        {"--backend", CLI_STRING, &o.backend, 0, -1, backend_help},
         {"--weights", CLI_STRING, &o.weights, 0, -1, "W.safetensors: state_dict keys (+ adam.*); default: init from --seed"},
         {"--input", CLI_STRING, &o.input, 0, -1, "X.safetensors: input, target (+ mask.*); default: from --seed"},
         {"--in-dim", CLI_INT, &o.in_dim, 1, 4096, "input channels without --weights (default 3)"},
@@ -584,7 +571,7 @@ static int run(int argc, char **argv)
     if (!(o.lr >= 0.0f)) return cli_error(CMD, "--lr must be >= 0, got %g", (double)o.lr);
 
     const anx_backend *be = NULL;
-    if ((rc = pick_backend(o.backend, &be))) return rc;
+    if ((rc = cli_backend(CMD, o.backend, &be))) return rc;
     if (o.dump && (rc = check_dump_path(o.dump))) return rc;
 
     anx_st_file wf = {0}, xf = {0};

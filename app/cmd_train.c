@@ -46,14 +46,15 @@ typedef struct trainer {
     int epoch0; /* epochs already done (from --resume) */
 } trainer;
 
+/* The available backend with the highest train_rank (registry order breaks ties), else the reference. */
 static const anx_backend *default_backend(void)
 {
-    static const char *const order[] = {"onednn", "avx2", "ref"};
-    for (int i = 0; i < 3; i++) {
-        const anx_backend *be = anx_backend_find(order[i]);
-        if (be && (!be->unavailable || !be->unavailable())) return be;
+    const anx_backend *best = NULL;
+    for (const anx_backend *const *b = anx_backends(); *b; b++) {
+        if ((*b)->unavailable && (*b)->unavailable()) continue;
+        if (!best || (*b)->train_rank > best->train_rank) best = *b;
     }
-    return &anx_backend_ref;
+    return best ? best : anx_backend_reference();
 }
 
 static size_t max_param_count(const anx_model *m)
@@ -435,8 +436,9 @@ static int setup(trainer *t)
 {
     char err[768], dir[4096];
     const train_opts *o = &t->o;
-    const anx_backend *be = o->backend ? anx_backend_find(o->backend) : default_backend();
-    if (!be) return cli_error(CMD, "--backend %s: not compiled into this build", o->backend);
+    const anx_backend *be = default_backend();
+    int rc = o->backend ? cli_backend(CMD, o->backend, &be) : 0;
+    if (rc) return rc;
     snprintf(dir, sizeof dir, "%s/train", o->data);
     if (anx_dataset_open(&t->train, dir, err, sizeof err)) return cli_error(CMD, "%s", err);
     snprintf(dir, sizeof dir, "%s/val", o->data);
@@ -490,9 +492,11 @@ static int run(int argc, char **argv)
     memset(&t, 0, sizeof t);
     train_opts *o = &t.o;
     o->epochs = 10, o->batch = 2, o->lr = DEFAULT_LR, o->seed = 1, o->size = 227;
+    char backend_help[400];
     const cli_flag flags[] = {
         {"--data", CLI_STRING, &o->data, 0, -1, "dataset: DIR/train/<class>/*.png and DIR/val/<class>/*.png"},
-        {"--backend", CLI_STRING, &o->backend, 0, -1, "ref, avx2 or onednn (default: the fastest available)"},
+        {"--backend", CLI_STRING, &o->backend, 0, -1,
+         cli_backend_help(backend_help, sizeof backend_help, "", " (default: the fastest available)")},
         {"--epochs", CLI_INT, &o->epochs, 1, 100000, "epochs (default 10)"},
         {"--batch", CLI_INT, &o->batch, 1, 4096, "batch size (default 2)"},
         {"--lr", CLI_FLOAT, &o->lr, 0, -1, "Adam learning rate (default 1e-4; the tutorial's 1e-3 often does not learn)"},

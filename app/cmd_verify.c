@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "anx/backend.h"
 #include "anx/verify.h"
 #include "cli.h"
 
@@ -49,8 +50,9 @@ static int run(int argc, char **argv)
 {
     const char *backend = "all", *golden = NULL, *json = NULL, *layer = NULL, *mode = "all";
     int threads = 0, quiet = 0;
+    char backend_help[400];
     const cli_flag flags[] = {
-        {"--backend", CLI_STRING, &backend, 0, -1, "all (default), ref, avx2 or onednn"},
+        {"--backend", CLI_STRING, &backend, 0, -1, cli_backend_help(backend_help, sizeof backend_help, "all (default), ", "")},
         {"--golden", CLI_STRING, &golden, 0, -1, "one golden file (default: every *.safetensors in " ANX_GOLDEN_DIR ")"},
         {"--json", CLI_STRING, &json, 0, -1, "also write the whole table as JSON to this file"},
         {"--layer", CLI_STRING, &layer, 0, -1, "only this layer (Conv2d-4, CrossEntropyLoss, Adam)"},
@@ -58,9 +60,12 @@ static int run(int argc, char **argv)
         {"--threads", CLI_INT, &threads, 0, 4096, "threads for the kernels (default: OpenMP's)"},
         {"--quiet", CLI_BOOL, &quiet, 0, -1, "no progress lines on stderr"},
     };
-    int rc = cli_parse("verify",
-                       "anx verify [--backend all|ref|avx2|onednn] [--golden FILE] [--json OUT] [--layer L] "
-                       "[--mode all|isolated|chained] [--threads T]",
+    char names[256], usage[512];
+    snprintf(usage, sizeof usage,
+             "anx verify [--backend all|%s] [--golden FILE] [--json OUT] [--layer L] [--mode all|isolated|chained] "
+             "[--threads T]",
+             anx_backend_names(names, sizeof names, "|", "|"));
+    int rc = cli_parse("verify", usage,
                        argc, argv, flags, (int)(sizeof flags / sizeof flags[0]), NULL, 0, NULL);
     if (rc == 1) return ANX_EXIT_OK;
     if (rc) return ANX_EXIT_USAGE;

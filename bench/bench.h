@@ -13,9 +13,9 @@
 
 typedef struct anx_bench_config {
     int threads;                              /* threads given to every backend and probe */
-    int batches[ANX_BENCH_MAX_BATCHES];       /* fast backends (avx2, onednn, ...) */
+    int batches[ANX_BENCH_MAX_BATCHES];       /* every backend but the reference */
     int nbatches;
-    int ref_batches[ANX_BENCH_MAX_BATCHES];   /* ref: plain loops are slow at large batches */
+    int ref_batches[ANX_BENCH_MAX_BATCHES];   /* the reference (is_reference): plain loops are slow at large batches */
     int nref_batches;
     const char *backends;                     /* comma list of backends to register, NULL = all */
 } anx_bench_config;
@@ -39,9 +39,9 @@ const anx_machine *anx_machine_measure(int threads);
 /* The measured machine; NULL before anx_machine_measure. */
 const anx_machine *anx_machine_get(void);
 
-/* The ISA whose FMA peak a backend's peak% is taken against: the avx2 backend -> AVX2, every
- * other backend (oneDNN dispatches to the best ISA; ref is what the machine could do) -> the
- * best the CPU has.  Returns -1 when the CPU has none of them. */
+/* The ISA whose FMA peak a backend's peak% is taken against: its entry's peak_isa, where
+ * ANX_PEAK_BEST (a library that dispatches; plain C, judged by what the machine could do) is the
+ * best the CPU has.  Returns -1 when the CPU lacks it (or has none of them). */
 int anx_bench_isa_of(const anx_backend *be);
 
 /* Registration of the benchmark families; each registers one benchmark per row. */

@@ -18,12 +18,14 @@ static const struct {
     fma_kernel kernel;
     double flops_per_iter;
 } isa_table[ANX_ISA_COUNT] = {
+/* The names are the ISAs' (in fma_peak/<isa> and "peak:<isa>"), which two backends share;
+ * tests/registry/test_no_backend_names.c lets a string pass only on a line marked "ISA name". */
 #ifdef ANX_BENCH_X86 /* the kernels are only compiled for x86 targets (bench/CMakeLists.txt) */
-    [ANX_ISA_AVX2] = {"avx2", anx_f32_fma_peak__avx2_12x8, ANX_FMA_AVX2_FLOPS_PER_ITER},
-    [ANX_ISA_AVX512] = {"avx512", anx_f32_fma_peak__avx512_16x16, ANX_FMA_AVX512_FLOPS_PER_ITER},
+    [ANX_ISA_AVX2] = {"avx2", anx_f32_fma_peak__avx2_12x8, ANX_FMA_AVX2_FLOPS_PER_ITER},         /* ISA name */
+    [ANX_ISA_AVX512] = {"avx512", anx_f32_fma_peak__avx512_16x16, ANX_FMA_AVX512_FLOPS_PER_ITER}, /* ISA name */
 #else
-    [ANX_ISA_AVX2] = {"avx2", NULL, ANX_FMA_AVX2_FLOPS_PER_ITER},
-    [ANX_ISA_AVX512] = {"avx512", NULL, ANX_FMA_AVX512_FLOPS_PER_ITER},
+    [ANX_ISA_AVX2] = {"avx2", NULL, ANX_FMA_AVX2_FLOPS_PER_ITER},     /* ISA name */
+    [ANX_ISA_AVX512] = {"avx512", NULL, ANX_FMA_AVX512_FLOPS_PER_ITER}, /* ISA name */
 #endif
 };
 
@@ -174,8 +176,8 @@ int anx_bench_isa_of(const anx_backend *be)
 {
     const anx_machine *m = anx_machine_get();
     if (!m) return -1;
-    if (be && strcmp(be->name, "avx2") == 0)
-        return m->has[ANX_ISA_AVX2] ? ANX_ISA_AVX2 : -1;
+    if (be && be->peak_isa == ANX_PEAK_AVX2) return m->has[ANX_ISA_AVX2] ? ANX_ISA_AVX2 : -1;
+    if (be && be->peak_isa == ANX_PEAK_AVX512) return m->has[ANX_ISA_AVX512] ? ANX_ISA_AVX512 : -1;
     for (int i = ANX_ISA_COUNT - 1; i >= 0; i--)
         if (m->has[i]) return i;
     return -1;

@@ -261,7 +261,7 @@ void anx_bench_register_step(const anx_bench_config *cfg)
     for (const anx_backend *const *pb = anx_backends(); *pb; pb++) {
         const anx_backend *be = *pb;
         if (!anx_bench_backend_selected(cfg, be)) continue;
-        int is_ref = strcmp(be->name, "ref") == 0;
+        int is_ref = be->is_reference;
         const int *batches = is_ref ? cfg->ref_batches : cfg->batches;
         int nb = is_ref ? cfg->nref_batches : cfg->nbatches;
         for (int bi = 0; bi < nb && g_nstep < MAX_STEP_CASES; bi++) {

@@ -15,8 +15,9 @@ static const char kUsage[] =
     "usage: anx-bench [--batches=LIST] [--ref_batches=LIST] [--threads=N] [--backends=LIST]\n"
     "                 [Google Benchmark flags: --benchmark_filter=RE --benchmark_repetitions=N\n"
     "                  --benchmark_min_time=SECONDS --benchmark_out=FILE --benchmark_list_tests ...]\n"
-    "  --batches=LIST      batches of the fast backends, comma separated (default 2,32; env ANX_BENCH_BATCHES)\n"
-    "  --ref_batches=LIST  batches of the ref backend (default 2; env ANX_BENCH_REF_BATCHES)\n"
+    "  --batches=LIST      batches of every backend but the reference, comma separated (default 2,32;\n"
+    "                      env ANX_BENCH_BATCHES)\n"
+    "  --ref_batches=LIST  batches of the reference backend (default 2; env ANX_BENCH_REF_BATCHES)\n"
     "  --threads=N         threads of every backend and probe (default: all cores; env ANX_BENCH_THREADS)\n"
     "  --backends=LIST     backends to register (default: all compiled; env ANX_BENCH_BACKENDS)\n";
 

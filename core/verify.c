@@ -199,11 +199,11 @@ static int want_backend(const char *sel, const char *name)
 int anx_verify_golden(anx_verify_report *rep, const char *path, const anx_verify_opts *o, char *err,
                       size_t errlen)
 {
-    static const char *const known[] = {"ref", "avx2", "onednn"};
     const char *sel = o->backend ? o->backend : "all";
     const char *mode = o->mode ? o->mode : "all";
-    if (strcmp(sel, "all") && strcmp(sel, "ref") && strcmp(sel, "avx2") && strcmp(sel, "onednn")) {
-        snprintf(err, errlen, "--backend %s: not one of all, ref, avx2, onednn", sel);
+    if (strcmp(sel, "all") && !anx_backend_find(sel)) {
+        char names[256];
+        snprintf(err, errlen, "--backend %s: not one of all, %s", sel, anx_backend_names(names, sizeof names, ", ", ", "));
         return 2;
     }
     if (strcmp(mode, "all") && strcmp(mode, "isolated") && strcmp(mode, "chained")) {
@@ -243,16 +243,12 @@ int anx_verify_golden(anx_verify_report *rep, const char *path, const anx_verify
     gi->batch = g->m.cfg.batch, gi->input_hw = g->m.cfg.input_hw, gi->steps = g->steps;
 
     vgold_self_checks(rep, g);
-    for (int k = 0; k < 3; k++) {
-        if (!want_backend(sel, known[k])) continue;
-        const anx_backend *be = anx_backend_find(known[k]);
-        if (!be) {
-            v_skip(v_row(rep, g, known[k], "-", "-", "-", "-"), "not built into this anx");
-            continue;
-        }
-        const char *why = be->unavailable ? be->unavailable() : NULL;
+    for (const anx_backend *const *b = anx_backends(); *b; b++) {
+        const anx_backend *be = *b;
+        if (!want_backend(sel, be->name)) continue;
+        const char *why = be->unavailable ? be->unavailable() : NULL; /* a stub says "not built: ..." */
         if (why) {
-            v_skip(v_row(rep, g, known[k], "-", "-", "-", "-"), "%s", why);
+            v_skip(v_row(rep, g, be->name, "-", "-", "-", "-"), "%s", why);
             continue;
         }
         if (strcmp(mode, "chained")) v_isolated(rep, g, be, o);
@@ -272,7 +268,8 @@ static void print_repro(FILE *out, const anx_verify_report *rep, const anx_verif
         const char *p = rep->goldens[i].path, *slash = strrchr(p, '/');
         if (strcmp(slash ? slash + 1 : p, r->golden) == 0) path = p;
     }
-    fprintf(out, "    reproduce: anx verify --backend %s --golden %s", strcmp(r->backend, "golden") ? r->backend : "ref",
+    fprintf(out, "    reproduce: anx verify --backend %s --golden %s",
+            strcmp(r->backend, "golden") ? r->backend : anx_backend_reference()->name,
             path);
     if (strcmp(r->layer, "-")) fprintf(out, " --layer %s", r->layer);
     if (!strcmp(r->mode, "isolated") || !strcmp(r->mode, "chained")) fprintf(out, " --mode %s", r->mode);

@@ -40,12 +40,13 @@
 
 static void ref_run(const anx_layer_desc *l, anx_dir dir, const anx_args *a, int threads)
 {
-    /* ref's execs cannot fail (no workspace they cannot do without) and take a NULL ctx (OpenMP's
-       default team), so a ctx that could not be made only costs the thread count */
+    /* the reference's execs cannot fail (no workspace they cannot do without) and take a NULL
+       ctx (OpenMP's default team), so a ctx that could not be made only costs the thread count */
+    const anx_backend *ref = anx_backend_reference();
     void *ctx;
-    anx_backend_layer_create(&anx_backend_ref, &ctx, l, threads);
-    (void)anx_backend_ref.exec[l->op][dir](ctx, l, a);
-    anx_backend_ref.layer_destroy(ctx);
+    anx_backend_layer_create(ref, &ctx, l, threads);
+    (void)ref->exec[l->op][dir](ctx, l, a);
+    if (ctx) ref->layer_destroy(ctx);
 }
 
 static int param_of(const anx_model *m, int layer)

@@ -237,4 +237,7 @@ const anx_backend anx_backend_ref = {
             [ANX_OP_LOSS] = {loss_fwd, loss_bwd, NULL},
         },
     .adam = ref_adam,
+    .peak_isa = ANX_PEAK_BEST, /* plain C: judged against what the machine could do */
+    .train_rank = 1,           /* the slowest: anx train's last resort */
+    .is_reference = 1,
 };

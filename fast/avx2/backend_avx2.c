@@ -169,4 +169,6 @@ const anx_backend anx_backend_avx2 = {
             [ANX_OP_LOSS] = {ax_loss_fwd, ax_loss_bwd_data, NULL},
         },
     .adam = ax_adam,
+    .peak_isa = ANX_PEAK_AVX2,
+    .train_rank = 2, /* faster than ref, slower than onednn (docs/bench.md) */
 };

@@ -382,4 +382,6 @@ const anx_backend anx_backend_onednn = {
             [ANX_OP_LOSS] = {anx_onednn_loss_fwd, anx_onednn_loss_bwd_data, NULL},
         },
     .adam = anx_onednn_adam,
+    .peak_isa = ANX_PEAK_BEST, /* oneDNN dispatches to the best ISA of the CPU */
+    .train_rank = 3,           /* the fastest step measured here (docs/bench.md) */
 };

@@ -47,8 +47,18 @@ typedef const char *anx_status;
 /* Runs (layer, dir) on the buffers of a; a failed call leaves its outputs unspecified. */
 typedef anx_status (*anx_exec_fn)(void *ctx, const anx_layer_desc *l, const anx_args *a);
 
+/* The FMA ceiling a backend's peak% is judged against (anx-bench measures each one). */
+typedef enum anx_peak_isa {
+    ANX_PEAK_BEST = 0, /* the best vector ISA the CPU has: a library that dispatches by CPU, or plain C */
+    ANX_PEAK_AVX2,     /* AVX2 + FMA, 8 lanes */
+    ANX_PEAK_AVX512,   /* AVX-512F, 16 lanes */
+} anx_peak_isa;
+
 typedef struct anx_backend {
-    const char *name; /* "ref", "avx2", "onednn": the name on the command line and in every log line */
+    /* The name on the command line, in bench names and in every log line; the registry
+       (cmake/AnxBackend.cmake, one anx_backend() call per backend folder) is the only list of
+       names: no shared code spells one. */
+    const char *name;
     /* NULL when this backend can run on this machine, else why not ("CPU lacks AVX2 and FMA"). */
     const char *(*unavailable)(void);
     /* NULL when (layer, dir) is done by this backend, else the reason it declines.  Optional:
@@ -74,6 +84,17 @@ typedef struct anx_backend {
     /* One pass of PyTorch-1.13 Adam over n parameters, in place; layout-agnostic. */
     void (*adam)(float *param, const float *grad, float *exp_avg, float *exp_avg_sq, size_t n,
                  const anx_adam_hparams *hp, int threads);
+
+    /* ---- What shared code asks the entry instead of the name.  Zero is the default (a stub
+       made for a backend that could not be built has only name and unavailable). ---- */
+    anx_peak_isa peak_isa; /* the ceiling of its peak% in anx-bench */
+    /* `anx train` without --backend takes the available backend with the highest train_rank
+       (registry order breaks ties); 0: only when no ranked backend is available. */
+    int train_rank;
+    /* 1 for the backend the others are compared with (anx-bench's speedups, the layer tests,
+       verify's reproduce line for rows of the golden data itself), with its own, smaller batch
+       list in anx-bench.  Exactly one compiled backend has it; anx_backend_reference() finds it. */
+    int is_reference;
 } anx_backend;
 
 /* "out of memory for <what> (<MiB> MiB)" in this thread's buffer: the status of a workspace
@@ -86,6 +107,11 @@ anx_status anx_backend_layer_create(const anx_backend *be, void **ctx, const anx
 const anx_backend *const *anx_backends(void);
 /* By name, or NULL (not compiled in). */
 const anx_backend *anx_backend_find(const char *name);
+/* The entry with is_reference (the first, should a build have two), else the first entry. */
+const anx_backend *anx_backend_reference(void);
+/* The compiled names in registry order joined by sep, the last pair by last
+ * ("ref, avx2 or onednn" with ", " and " or "), into buf; returns buf. */
+char *anx_backend_names(char *buf, size_t cap, const char *sep, const char *last);
 /* NULL when be can do (l, dir) here, else the reason (unavailable(), supports(), or a NULL slot). */
 const char *anx_backend_declines(const anx_backend *be, const anx_layer_desc *l, anx_dir dir);
 
