@@ -124,7 +124,6 @@ ORDER = {"REGRESSION": 0, "FAILED": 0, "IMPROVEMENT": 1, "unchanged": 2}
 
 
 def compare(a):
-    mannwhitneyu = import_mannwhitneyu()
     bctx, bs, berr = load(a.base)
     nctx, ns, nerr = load(a.new)
     check_machines(a.base, bctx, a.new, nctx, a.allow_other_machine)
@@ -141,6 +140,7 @@ def compare(a):
                 raise BadInput(f"{path}: {n}: {len(s[n])} repetitions, the U test needs at least "
                                f"{a.min_repetitions} (--benchmark_repetitions={a.min_repetitions}, "
                                "without --benchmark_report_aggregates_only)")
+    mannwhitneyu = import_mannwhitneyu()  # after the input checks: scipy takes a second to import
     rows = []
     for n in common:
         verdict, mb, mn, ratio, p = classify(bs[n], ns[n], a.alpha, a.threshold, mannwhitneyu)
