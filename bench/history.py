@@ -291,10 +291,9 @@ def cmd_fleet(a):
         ORDER BY 1, s.batch""").fetchall()
     if not rows:
         raise BadInput(f"{a.db}: no run with a whole-step benchmark recorded")
-    backends = []
-    for r in rows:
-        if r[8] not in backends:
-            backends.append(r[8])
+    # columns in the registry order of the newest run (its anx_backends), then the rest by name
+    newest = db.execute("SELECT context FROM runs ORDER BY date DESC, id DESC LIMIT 1").fetchone()
+    backends = report.backend_order(json.loads(newest[0]) if newest and newest[0] else {}, {r[8] for r in rows})
     table = {}
     for key, model, isa, host, threads, peak, commit, date, be, batch, ips, pct, err in rows:
         who = (key, threads, batch)

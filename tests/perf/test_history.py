@@ -21,7 +21,7 @@ failures = []
 
 def report_doc(rng, key, commit, images_per_s, peak_gflops=100.0, threads=2, date="2026-11-30T10:00:00+00:00"):
     """A report.json as bench/report.py writes it: a fingerprinted context and a few results."""
-    ctx = {"anx_threads": str(threads), "anx_backends": "alpha beta", "date": date, "host_name": "h",
+    ctx = {"anx_threads": str(threads), "anx_backends": "beta alpha", "date": date, "host_name": "h",
            "anx_fma_peak_avx2_gflops": f"{peak_gflops:.1f} ({threads} threads), {peak_gflops / 2:.1f} (1 thread)",
            "anx_triad_gbytes_per_s": f"20.00 ({threads} threads)", "anx_git_commit": commit, "anx_git_dirty": "no"}
     if key:
@@ -96,7 +96,7 @@ def main():
         expect("fleet: one row per machine, the newest run, img/s and % of that machine's peak",
                r.returncode == 0 and len(row_a) == 1 and len(row_b) == 1 and "aaaa2222" in row_a[0]
                and f"1.75 img/s · {pct_a:.0f}%" in row_a[0] and "0.50 img/s" in row_b[0]
-               and lines[2].endswith("| alpha | beta |"), r, "bad fleet table")
+               and lines[2].endswith("| beta | alpha |"), r, "bad fleet table")
 
         png = os.path.join(tmp, "trend.png")
         r = run("trend", db, "--bench", "^step/alpha/", "--machine", "key-a", "--out", png)
