@@ -11,7 +11,8 @@
 #define SV_TILE_CONV 6x64  /* conv fwd / bwd_data: 6 pixels x 4 blocks of 16 output channels */
 #define SV_TILE_PIXELS 6   /* pixels of the conv tile (32 registers: 24 accumulators; 3 at rows' edges) */
 #define SV_TILE_BWW 32x8   /* conv bwd_weights: 2 blocks of 16 output channels x 8 taps (16 accumulators) */
-#define SV_BWW_TAPS 8
+#define SV_BWW_TAPS 8      /* taps of f per bwd_weights tile (16 accumulators) */
+#define SV_CONV_CHUNK_KB 40 /* conv fwd weights per input-channel pass: L1 (fwd_icb_chunk) */
 #define SV_TILE_LFWD 4x3   /* linear fwd: 4 samples x 3 outputs, 16-lane dot products */
 #define SV_TILE_GEMM 6x32  /* linear bwd: 6 rows x 2 vectors of 16 columns */
 #define SV_TILE_POOL 16c   /* maxpool: 16 channels a vector */
