@@ -196,6 +196,24 @@ static const char *compiler(void)
 #endif
 }
 
+/* "ref:reference avx2:avx2 onednn:best": what each registry entry is for, so the report picks
+ * its speedup baselines (the reference, the libraries that dispatch by CPU) without names. */
+static void backend_roles(char *buf, size_t cap)
+{
+    static const char *isa[] = {
+        [ANX_PEAK_BEST] = "best",
+        [ANX_PEAK_AVX2] = "avx2",     /* ISA name */
+        [ANX_PEAK_AVX512] = "avx512", /* ISA name */
+    };
+    size_t len = 0;
+    buf[0] = '\0';
+    for (const anx_backend *const *b = anx_backends(); *b && len < cap; b++) {
+        unsigned p = (unsigned)(*b)->peak_isa;
+        const char *role = (*b)->is_reference ? "reference" : p < sizeof isa / sizeof isa[0] ? isa[p] : "?";
+        len += (size_t)snprintf(buf + len, cap - len, "%s%s:%s", len ? " " : "", (*b)->name, role);
+    }
+}
+
 void anx_bench_add_fingerprint(int threads)
 {
     anx_fingerprint fp;
@@ -236,4 +254,6 @@ void anx_bench_add_fingerprint(int threads)
         anx_gb_add_context("anx_git_dirty", "unknown");
     }
     anx_gb_add_context("anx_hw_counters", anx_hw_counters_status());
+    backend_roles(buf, sizeof buf);
+    anx_gb_add_context("anx_backend_roles", buf);
 }

@@ -21,7 +21,8 @@ void anx_fingerprint_read(anx_fingerprint *fp, int threads);
 
 /* Adds anx_cpu_*, anx_isa_flags, anx_machine_key, anx_caches, anx_memory_gib, anx_kernel,
  * anx_compiler, anx_cflags, anx_libraries, anx_onednn_version, anx_benchmark_version,
- * anx_git_commit, anx_git_dirty and anx_hw_counters to the context of every report. */
+ * anx_git_commit, anx_git_dirty, anx_hw_counters and anx_backend_roles to the context of every
+ * report. */
 void anx_bench_add_fingerprint(int threads);
 
 #endif

@@ -33,7 +33,6 @@ LAYERS = [("conv1", "conv2d"), ("relu1", "relu"), ("pool1", "maxpool"), ("conv2"
           ("pool3", "maxpool"), ("fc6", "linear"), ("relu6", "relu"), ("drop6", "dropout"),
           ("fc7", "linear"), ("relu7", "relu"), ("drop7", "dropout"), ("fc8", "linear"), ("loss", "loss")]
 DIRS = ["fwd", "bwd_data", "bwd_weights"]
-BASELINES = "ref,onednn"  # default of --baselines: the speedup columns are "X vs <baseline>"
 COMPUTE_OPS = ("conv2d", "linear")  # judged by FLOP/s and peak%; the rest by bytes/s and bw%
 
 MODES = {  # repetitions, min_time (s), fast batches, ref batches
@@ -236,6 +235,16 @@ def add_torch_shares(runs, ctx):
             res["bw%"] = 100.0 * res["bytes/s"] / triad
 
 
+def default_baselines(ctx, order):
+    """The speedup baselines when --baselines is not given: from the run's anx_backend_roles
+    ("ref:reference avx2:avx2 onednn:best"), the reference and then the backends judged against
+    the best ISA (libraries that dispatch by CPU); a run without roles: its first backend."""
+    roles = dict(r.split(":", 1) for r in str(ctx.get("anx_backend_roles", "")).split() if ":" in r)
+    if not roles:
+        return order[:1]
+    return [b for b in order if roles.get(b) == "reference"] + [b for b in order if roles.get(b) == "best"]
+
+
 def ratio_columns(order, baselines):
     """(backend, baseline) pairs: every backend against each baseline present, except the
     baselines before it in the list (ref vs onednn would repeat onednn vs ref)."""
@@ -267,7 +276,7 @@ def fingerprint_lines(ctx):
 
 def render(ctx, runs, commands, baselines):
     layers, steps, adam, order, batches = collect(runs, ctx)
-    rcols = ratio_columns(order, baselines)
+    rcols = ratio_columns(order, baselines if baselines is not None else default_baselines(ctx, order))
     L = []
     L.append("# anx per-layer benchmark report")
     L.append("")
@@ -566,8 +575,8 @@ def main():
     ap.add_argument("--threads", type=int, help="threads (default: anx-bench's, all cores)")
     ap.add_argument("--filter", help="regex passed to --benchmark_filter and to the torch baseline")
     ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch baseline")
-    ap.add_argument("--baselines", default=BASELINES,
-                    help=f"comma list of backends the speedup columns divide by (default {BASELINES})")
+    ap.add_argument("--baselines", help="comma list of backends the speedup columns divide by (default: the "
+                    "run's reference backend, then those judged against the best ISA, from anx_backend_roles)")
     ap.add_argument("--anx-json", help="report this saved anx-bench JSON instead of running")
     ap.add_argument("--torch-json", help="with --anx-json: a saved torch_baseline.py JSON")
     ap.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"), help="compare two saved runs")
@@ -612,7 +621,8 @@ def main():
         add_torch_shares(truns, ctx)
         runs.update(truns)
         ctx.update({k: v for k, v in tctx.items() if k.startswith("torch_")})
-    md, layers, order, bl = render(ctx, runs, commands, [b for b in a.baselines.split(",") if b])
+    md, layers, order, bl = render(ctx, runs, commands,
+                                   [b for b in a.baselines.split(",") if b] if a.baselines is not None else None)
     pts = roofline(ctx, layers)
     md += roofline_md(pts, order, bl) + counters_md(layers, order, bl)
     pngs = write_charts(a.out, layers, order, bl) + write_rooflines(a.out, pts)

@@ -24,7 +24,7 @@ def expect(label, cond, why=""):
         failures.append(label)
 
 
-def run_doc(counters):
+def run_doc(counters, roles=None):
     ctx = {"anx_threads": "2", "anx_backends": "zeta alpha(unavailable: not built) beta", "anx_batches": "4",
            "anx_fma_peak_zz9_gflops": f"{PEAK} (2 threads), {PEAK / 2} (1 thread)",
            "anx_fma_peak_small_gflops": "50.0 (2 threads), 25.0 (1 thread)",
@@ -35,6 +35,8 @@ def run_doc(counters):
            "anx_onednn_version": "not loaded", "anx_benchmark_version": "1.7.1", "anx_git_commit": "c" * 40,
            "anx_git_dirty": "no",
            "anx_hw_counters": "cycles instructions cache_misses" if counters else "skipped: perf_event_open(cycles): ENOENT"}
+    if roles:
+        ctx["anx_backend_roles"] = roles
     # (name, ms, FLOP per call, bytes per call): conv2 is compute-bound, relu1 memory-bound
     calls = [("conv2d_fwd/conv2/{be}/batch:4/real_time", 10.0, 1.0e9, 4.0e6),
              ("relu_fwd/relu1/{be}/batch:4/real_time", 0.5, 1.0e6, 8.0e6)]
@@ -102,6 +104,11 @@ def main():
             expect("a roofline PNG per backend and batch", all(os.path.getsize(os.path.join(out, f"roofline-{be}-batch4.png"))
                                                                 > 1000 for be in ("zeta", "beta")))
 
+        expect("no roles in the run: speedups against its first backend", "| beta vs zeta |" in md
+               and "zeta vs beta" not in md)
+        md_roles, _, _ = report(tmp, "roles", run_doc(counters=False, roles="zeta:avx2 alpha:best beta:reference"))
+        expect("roles in the run: speedups against its reference", "| zeta vs beta |" in md_roles
+               and "beta vs zeta" not in md_roles)
         md, _, _ = report(tmp, "count", run_doc(counters=True))
         table = md.split("## hardware counters per call, batch 4")[-1]
         expect("counter table when results carry counters: zeta rows first, IPC shown",
