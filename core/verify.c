@@ -8,6 +8,7 @@
  *   PASSED      otherwise.
  */
 #include <math.h>
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,10 +55,7 @@ anx_verify_row *v_row(anx_verify_report *rep, const vgold *g, const char *backen
     if (rep->count == rep->cap) {
         int cap = rep->cap ? 2 * rep->cap : 256;
         anx_verify_row *rows = realloc(rep->rows, (size_t)cap * sizeof *rows);
-        if (!rows) {
-            fprintf(stderr, "anx verify: out of memory for the report\n");
-            exit(2);
-        }
+        if (!rows) v_oom("the report", (size_t)cap * sizeof *rows);
         rep->rows = rows, rep->cap = cap;
     }
     anx_verify_row *r = &rep->rows[rep->count++];
@@ -163,10 +161,7 @@ void v_compare_want(anx_verify_row *r, const float *got, const vwant *w, const f
     size_t n = w->n;
     float *g = malloc((n ? n : 1) * sizeof *g);
     double *b = malloc((n ? n : 1) * sizeof *b);
-    if (!g || !b) {
-        fprintf(stderr, "anx verify: out of memory comparing %s\n", w->key);
-        exit(2);
-    }
+    if (!g || !b) v_oom(w->key, (n ? n : 1) * (sizeof *g + sizeof *b));
     for (size_t i = 0; i < n; i++) {
         size_t j = w->idx ? (size_t)w->idx[i] : i;
         g[i] = got[j];
@@ -191,13 +186,41 @@ void anx_verify_report_free(anx_verify_report *rep)
     memset(rep, 0, sizeof *rep);
 }
 
+/* Where v_oom jumps to: set by anx_verify_golden for the time it runs (per thread). */
+static _Thread_local jmp_buf *g_oom_env;
+static _Thread_local char g_oom_what[160];
+
+_Noreturn void v_oom(const char *what, size_t bytes)
+{
+    snprintf(g_oom_what, sizeof g_oom_what, "out of memory for %s (%.1f MiB)", what, (double)bytes / 1048576.0);
+    longjmp(*g_oom_env, 1);
+}
+
 static int want_backend(const char *sel, const char *name)
 {
     return strcmp(sel, "all") == 0 || strcmp(sel, name) == 0;
 }
 
+static int verify_golden(anx_verify_report *rep, const char *path, const anx_verify_opts *o, char *err,
+                         size_t errlen);
+
 int anx_verify_golden(anx_verify_report *rep, const char *path, const anx_verify_opts *o, char *err,
                       size_t errlen)
+{
+    jmp_buf env, *outer = g_oom_env;
+    g_oom_env = &env;
+    if (setjmp(env)) {
+        g_oom_env = outer;
+        snprintf(err, errlen, "%s: %s", path, g_oom_what);
+        return 2;
+    }
+    int rc = verify_golden(rep, path, o, err, errlen);
+    g_oom_env = outer;
+    return rc;
+}
+
+static int verify_golden(anx_verify_report *rep, const char *path, const anx_verify_opts *o, char *err,
+                         size_t errlen)
 {
     const char *sel = o->backend ? o->backend : "all";
     const char *mode = o->mode ? o->mode : "all";

@@ -221,7 +221,7 @@ static float *bwd_scale(chain *c, int i, const float *x, const float *sx, const 
         break;
     case ANX_OP_MAXPOOL: {
         double *q = calloc(ns, sizeof *q), *lin = calloc(ns, sizeof *lin);
-        if (!q || !lin) exit(2);
+        if (!q || !lin) v_oom("the max-pool bound", 2 * ns * sizeof *q);
         for (int n = 0; n < l->n; n++)
             for (int ch = 0; ch < l->ic; ch++) {
                 size_t pin = ((size_t)n * l->ic + ch) * l->ih * l->iw, pout = ((size_t)n * l->oc + ch) * l->oh * l->ow;
@@ -403,7 +403,7 @@ static int chain_step(chain *c, int t, pscale *ps)
     double *bp = malloc(CH * sizeof *bp), *bm = malloc(CH * sizeof *bm), *bv = malloc(CH * sizeof *bv),
            *dp0 = malloc(CH * sizeof *dp0), *dm0 = malloc(CH * sizeof *dm0), *dv0 = malloc(CH * sizeof *dv0),
            *dg = malloc(CH * sizeof *dg);
-    if (!bp || !bm || !bv || !dp0 || !dm0 || !dv0 || !dg) exit(2);
+    if (!bp || !bm || !bv || !dp0 || !dm0 || !dv0 || !dg) v_oom("the Adam bounds", 7 * CH * sizeof *bp);
     for (int p = 0; p < ANX_NUM_PARAMS; p++) {
         size_t cnt = m->params[p].count;
         float *gr = v_alloc(cnt), *m0 = v_alloc(cnt), *v0 = v_alloc(cnt);

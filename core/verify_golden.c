@@ -13,10 +13,7 @@ float *v_alloc(size_t n)
 {
     size_t bytes = ((n ? n : 1) * sizeof(float) + 63) / 64 * 64;
     float *p = aligned_alloc(64, bytes);
-    if (!p) {
-        fprintf(stderr, "anx verify: out of memory (%zu bytes)\n", bytes);
-        exit(2);
-    }
+    if (!p) v_oom("a verification buffer", bytes);
     memset(p, 0, bytes);
     return p;
 }

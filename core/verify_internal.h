@@ -46,6 +46,11 @@ typedef struct vwant {
 } vwant;
 
 /* verify.c */
+/* Memory ran out inside a check: jumps back to anx_verify_golden, which returns 2 with err
+ * "<golden file>: out of memory for <what> (<MiB> MiB)".  The library never exits; the buffers of
+ * the check in flight are left to the process (the CLI ends right after).  Only valid while
+ * anx_verify_golden runs on this thread. */
+_Noreturn void v_oom(const char *what, size_t bytes);
 anx_verify_row *v_row(anx_verify_report *rep, const vgold *g, const char *backend, const char *mode,
                       const char *layer, const char *dir, const char *tensor);
 void v_skip(anx_verify_row *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

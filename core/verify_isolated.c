@@ -460,7 +460,7 @@ static void iso_adam(anx_verify_report *rep, vgold *g, const anx_backend *be, in
                   *vprev = v_alloc(n);
             double *dp = calloc(n, sizeof *dp), *dm = calloc(n, sizeof *dm), *dv = calloc(n, sizeof *dv),
                    *dg = calloc(n, sizeof *dg);
-            if (!dp || !dm || !dv || !dg) exit(2);
+            if (!dp || !dm || !dv || !dg) v_oom("the Adam bounds", 4 * n * sizeof *dp);
             gather(pp, g->init[p], &w[0]);
             anx_adam_hparams hp = {(float)g->hp.lr, (float)g->hp.beta1, (float)g->hp.beta2, (float)g->hp.eps, 1};
             v_adam_hp hb = {hp.lr, hp.beta1, hp.beta2, hp.eps};
@@ -477,7 +477,7 @@ static void iso_adam(anx_verify_report *rep, vgold *g, const anx_backend *be, in
                 float *b = v_alloc(n);
                 for (size_t i = 0; i < n; i++) b[i] = (float)((bd[k][i] + V_U * fabs(res[k][i]) * 2) * (1 + 1e-6));
                 double *bb = malloc(n * sizeof *bb);
-                if (!bb) exit(2);
+                if (!bb) v_oom("the Adam bound", n * sizeof *bb);
                 for (size_t i = 0; i < n; i++) bb[i] = b[i];
                 /* got, want and bound are compact here; idx maps them back for the report */
                 anx_verify_compare(r[k], res[k], w[k].val, bb, n, w[k].idx, w[k].shape, w[k].ndim);

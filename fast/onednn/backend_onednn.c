@@ -9,11 +9,32 @@
 
 #include "onednn_internal.h"
 
-void anx_onednn_check(dnnl_status_t st, const char *what, const char *file, int line)
+static _Thread_local char g_pending[256];  /* the first failure not yet handed to a caller */
+static _Thread_local char g_reported[256]; /* what anx_onednn_take_status returned last */
+
+int anx_onednn_fail(const char *why)
 {
-    if (st == dnnl_success) return;
-    fprintf(stderr, "anx onednn: %s failed with status %d at %s:%d\n", what, (int)st, file, line);
-    abort();
+    if (!g_pending[0]) snprintf(g_pending, sizeof g_pending, "%s", why);
+    return 1;
+}
+
+int anx_onednn_check(dnnl_status_t st, const char *what, const char *file, int line)
+{
+    if (st == dnnl_success) return 0;
+    if (!g_pending[0]) {
+        const char *base = strrchr(file, '/');
+        snprintf(g_pending, sizeof g_pending, "oneDNN %.140s failed with status %d at %s:%d", what, (int)st,
+                 base ? base + 1 : file, line);
+    }
+    return 1;
+}
+
+anx_status anx_onednn_take_status(void)
+{
+    if (!g_pending[0]) return NULL;
+    memcpy(g_reported, g_pending, sizeof g_reported);
+    g_pending[0] = 0;
+    return g_reported;
 }
 
 /* ---- engine, stream, blocked tag: made once ---- */
@@ -70,6 +91,7 @@ dnnl_format_tag_t anx_onednn_blocked_tag(void)
 
 void anx_onednn_act_md(dnnl_memory_desc_t *md, int n, int c, int h, int w)
 {
+    memset(md, 0, sizeof *md); /* a failed init leaves an empty md, never stack garbage */
     pthread_once(&g_once, init_once);
     if (h == 1 && w == 1) {
         dnnl_dims_t d = {n, c};
@@ -82,12 +104,14 @@ void anx_onednn_act_md(dnnl_memory_desc_t *md, int n, int c, int h, int w)
 
 static void bias_md(dnnl_memory_desc_t *md, int oc)
 {
+    memset(md, 0, sizeof *md);
     dnnl_dims_t d = {oc};
     ONEDNN_CHECK(dnnl_memory_desc_init_by_tag(md, 1, d, dnnl_f32, dnnl_x));
 }
 
 void anx_onednn_md(dnnl_memory_desc_t *md, const anx_layer_desc *l, anx_slot slot)
 {
+    memset(md, 0, sizeof *md);
     switch (slot) {
     case ANX_SRC: anx_onednn_act_md(md, l->n, l->ic, l->ih, l->iw); return;
     case ANX_DST: anx_onednn_act_md(md, l->n, l->oc, l->oh, l->ow); return;
@@ -96,12 +120,13 @@ void anx_onednn_md(dnnl_memory_desc_t *md, const anx_layer_desc *l, anx_slot slo
         else anx_onednn_linear_weights_md(md, l);
         return;
     case ANX_BIAS: bias_md(md, l->oc); return;
-    default: abort();
+    default: anx_onednn_fail("onednn: no tensor in that slot");
     }
 }
 
 void anx_onednn_plain_md(dnnl_memory_desc_t *md, const anx_layer_desc *l, anx_slot slot)
 {
+    memset(md, 0, sizeof *md);
     switch (slot) {
     case ANX_SRC:
     case ANX_DST: {
@@ -126,7 +151,7 @@ void anx_onednn_plain_md(dnnl_memory_desc_t *md, const anx_layer_desc *l, anx_sl
         }
         return;
     case ANX_BIAS: bias_md(md, l->oc); return;
-    default: abort();
+    default: anx_onednn_fail("onednn: no tensor in that slot");
     }
 }
 
@@ -153,7 +178,7 @@ void anx_onednn_reorder_once(const dnnl_memory_desc_t *src_md, const void *src, 
         return;
     }
     onednn_prim p;
-    ONEDNN_CHECK(onednn_prim_init_reorder(&p, src_md, dst_md) ? dnnl_unimplemented : dnnl_success);
+    if (ONEDNN_CHECK(onednn_prim_init_reorder(&p, src_md, dst_md) ? dnnl_unimplemented : dnnl_success)) return;
     onednn_prim_arg(&p, DNNL_ARG_FROM, src_md);
     onednn_prim_arg(&p, DNNL_ARG_TO, dst_md);
     void *bufs[2] = {(void *)src, dst};
@@ -191,8 +216,8 @@ static void *alloc_bytes(size_t bytes)
 {
     void *q = NULL;
     if (posix_memalign(&q, 64, bytes ? bytes : 64)) {
-        fprintf(stderr, "anx onednn: out of memory (%zu bytes)\n", bytes);
-        abort();
+        anx_onednn_fail(anx_status_oom("a oneDNN buffer (workspace, scratchpad or reordered weights)", bytes));
+        return NULL;
     }
     memset(q, 0, bytes ? bytes : 64);
     return q;
@@ -237,8 +262,11 @@ int onednn_prim_init_reorder(onednn_prim *p, const dnnl_memory_desc_t *src_md, c
 
 static dnnl_memory_t add_arg(onednn_prim *p, int arg, const dnnl_memory_desc_t *md, int user)
 {
-    if (p->nargs >= ONEDNN_MAX_ARGS) abort();
-    dnnl_memory_t m;
+    dnnl_memory_t m = NULL;
+    if (p->nargs >= ONEDNN_MAX_ARGS) {
+        anx_onednn_fail("onednn: more primitive arguments than ONEDNN_MAX_ARGS");
+        return NULL;
+    }
     ONEDNN_CHECK(dnnl_memory_create(&m, md, anx_onednn_engine(), DNNL_MEMORY_NONE));
     p->args[p->nargs].arg = arg;
     p->args[p->nargs].memory = m;
@@ -252,9 +280,10 @@ void onednn_prim_arg(onednn_prim *p, int arg, const dnnl_memory_desc_t *md) { ad
 void *onednn_prim_arg_owned(onednn_prim *p, int arg, const dnnl_memory_desc_t *md)
 {
     dnnl_memory_t m = add_arg(p, arg, md, 0);
+    if (!m) return NULL;
     void *buf = alloc_bytes(dnnl_memory_desc_get_size(md));
     p->owned[p->nargs - 1] = buf;
-    ONEDNN_CHECK(dnnl_memory_set_data_handle(m, buf));
+    if (buf) ONEDNN_CHECK(dnnl_memory_set_data_handle(m, buf));
     return buf;
 }
 
@@ -265,6 +294,10 @@ const dnnl_memory_desc_t *onednn_prim_md(const onednn_prim *p, dnnl_query_t what
 
 void onednn_prim_exec(onednn_prim *p, void *const *bufs, int threads)
 {
+    if (!p->prim) { /* its making failed: that failure is the pending status */
+        anx_onednn_fail("onednn: a primitive that could not be made was run");
+        return;
+    }
     int k = 0;
     for (int i = 0; i < p->nargs; i++)
         if (p->user[i]) ONEDNN_CHECK(dnnl_memory_set_data_handle(p->args[i].memory, bufs[k++]));
@@ -302,8 +335,9 @@ static const char *onednn_unavailable(void)
 static const char *onednn_supports(const anx_layer_desc *l, anx_dir dir)
 {
     if ((l->op == ANX_OP_MAXPOOL || l->op == ANX_OP_CONV2D) && l->stride < 1) return "stride must be >= 1";
-    if (l->op == ANX_OP_CONV2D) return anx_onednn_conv2d_declines(l, dir);
-    return NULL;
+    const char *why = l->op == ANX_OP_CONV2D ? anx_onednn_conv2d_declines(l, dir) : NULL;
+    anx_status failed = anx_onednn_take_status(); /* oneDNN could not even describe the layer */
+    return failed ? failed : why;
 }
 
 anx_status anx_onednn_need_ctx(const void *ctx, const anx_layer_desc *l)
@@ -311,6 +345,8 @@ anx_status anx_onednn_need_ctx(const void *ctx, const anx_layer_desc *l)
     (void)l;
     return ctx ? NULL : "the onednn backend needs the layer context its layer_create makes";
 }
+
+static void onednn_layer_destroy(void *ctx);
 
 static anx_status onednn_layer_create(void **out, const anx_layer_desc *l, int threads)
 {
@@ -333,6 +369,11 @@ static anx_status onednn_layer_create(void **out, const anx_layer_desc *l, int t
     }
     omp_set_num_threads(saved);
     if (!ctx) return anx_status_oom("the onednn layer context", sizeof(onednn_weighted_layer));
+    anx_status failed = anx_onednn_take_status(); /* a primitive or buffer that could not be made */
+    if (failed) {
+        onednn_layer_destroy(ctx);
+        return failed;
+    }
     *out = ctx;
     return NULL;
 }

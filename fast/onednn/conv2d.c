@@ -21,11 +21,23 @@ typedef struct conv_ctx {
     int have_bwd_data; /* 0 when oneDNN has no backward data for this shape */
 } conv_ctx;
 
+/* An activation as a convolution sees it: the layout rule, except that a 1x1 image, which the
+ * rule keeps as 2-D nc, is the same memory as 4-D nchw [n,c,1,1] (a convolution wants 4-D). */
+static void conv_act_md(dnnl_memory_desc_t *md, int n, int c, int h, int w)
+{
+    if (h != 1 || w != 1) {
+        anx_onednn_act_md(md, n, c, h, w);
+        return;
+    }
+    dnnl_dims_t d = {n, c, 1, 1};
+    ONEDNN_CHECK(dnnl_memory_desc_init_by_tag(md, 4, d, dnnl_f32, dnnl_nchw));
+}
+
 /* src [n,ic,ih,iw], dst [n,oc,oh,ow] in the layout rule, bias x [oc]; m->weights is the caller's. */
 static void conv_mds(const anx_layer_desc *l, onednn_weighted_mds *m)
 {
-    anx_onednn_act_md(&m->src, l->n, l->ic, l->ih, l->iw);
-    anx_onednn_act_md(&m->dst, l->n, l->oc, l->oh, l->ow);
+    conv_act_md(&m->src, l->n, l->ic, l->ih, l->iw);
+    conv_act_md(&m->dst, l->n, l->oc, l->oh, l->ow);
     dnnl_dims_t bd = {l->oc};
     ONEDNN_CHECK(dnnl_memory_desc_init_by_tag(&m->bias, 1, bd, dnnl_f32, dnnl_x));
 }
@@ -81,9 +93,13 @@ const char *anx_onednn_conv2d_declines(const anx_layer_desc *l, anx_dir dir)
     dnnl_convolution_desc_t cd;
     dnnl_primitive_desc_t fpd, bpd;
     fwd_desc(&cd, l, &m.weights);
-    ONEDNN_CHECK(dnnl_primitive_desc_create(&fpd, &cd, NULL, anx_onednn_engine(), NULL));
-    ONEDNN_CHECK(dnnl_convolution_backward_data_desc_init(&cd, dnnl_convolution_direct, &m.src, &any, &m.dst, st,
-                                                          pl, pr));
+    if (ONEDNN_CHECK(dnnl_primitive_desc_create(&fpd, &cd, NULL, anx_onednn_engine(), NULL)))
+        return "oneDNN has no convolution forward for this shape"; /* the pending status says more */
+    if (ONEDNN_CHECK(dnnl_convolution_backward_data_desc_init(&cd, dnnl_convolution_direct, &m.src, &any, &m.dst,
+                                                              st, pl, pr))) {
+        dnnl_primitive_desc_destroy(fpd);
+        return "oneDNN cannot describe this convolution's backward data";
+    }
     const char *why = NULL, *impl = NULL;
     if (dnnl_primitive_desc_create(&bpd, &cd, NULL, anx_onednn_engine(), fpd) != dnnl_success) {
         why = "oneDNN has no convolution backward data for this shape";
@@ -162,7 +178,7 @@ anx_status anx_onednn_conv2d_fwd(void *ctx, const anx_layer_desc *l, const anx_a
     anx_status st = anx_onednn_need_ctx(ctx, l);
     if (st) return st;
     onednn_weighted_fwd(ctx, a);
-    return NULL;
+    return anx_onednn_take_status(); /* a oneDNN call that failed in here or before */
 }
 
 /* diff_src [n,ic,ih,iw] = conv_transpose(diff_dst [n,oc,oh,ow], weights) */
@@ -173,7 +189,7 @@ anx_status anx_onednn_conv2d_bwd_data(void *ctx, const anx_layer_desc *l, const 
     conv_ctx *c = ctx;
     if (!c->have_bwd_data) return "oneDNN has no convolution backward data for this layer";
     onednn_weighted_bwd_data(&c->wl, a);
-    return NULL;
+    return anx_onednn_take_status(); /* a oneDNN call that failed in here or before */
 }
 
 /* diff_weights [oc,ic,kh,kw] = sum over (n, oh, ow) of diff_dst x src; diff_bias [oc] = sum of diff_dst */
@@ -182,5 +198,5 @@ anx_status anx_onednn_conv2d_bwd_weights(void *ctx, const anx_layer_desc *l, con
     anx_status st = anx_onednn_need_ctx(ctx, l);
     if (st) return st;
     onednn_weighted_bwd_weights(ctx, a);
-    return NULL;
+    return anx_onednn_take_status(); /* a oneDNN call that failed in here or before */
 }

@@ -24,12 +24,12 @@ static size_t dst_floats(const anx_layer_desc *l)
 anx_status anx_onednn_dropout_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a)
 {
     mul_f32(a->dst, a->src, a->mask, dst_floats(l), anx_onednn_ctx_threads(ctx));
-    return NULL;
+    return anx_onednn_take_status(); /* a oneDNN call that failed in here or before */
 }
 
 /* diff_src [n,c] = diff_dst [n,c] * mask [n,c] */
 anx_status anx_onednn_dropout_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a)
 {
     mul_f32(a->diff_src, a->diff_dst, a->mask, dst_floats(l), anx_onednn_ctx_threads(ctx));
-    return NULL;
+    return anx_onednn_take_status(); /* a oneDNN call that failed in here or before */
 }

@@ -95,7 +95,7 @@ anx_status anx_onednn_linear_fwd(void *ctx, const anx_layer_desc *l, const anx_a
     anx_status st = anx_onednn_need_ctx(ctx, l);
     if (st) return st;
     onednn_weighted_fwd(ctx, a);
-    return NULL;
+    return anx_onednn_take_status(); /* a oneDNN call that failed in here or before */
 }
 
 /* diff_src [n, ic*ih*iw] = diff_dst [n,oc] . weights [oc, ic*ih*iw] */
@@ -104,7 +104,7 @@ anx_status anx_onednn_linear_bwd_data(void *ctx, const anx_layer_desc *l, const 
     anx_status st = anx_onednn_need_ctx(ctx, l);
     if (st) return st;
     onednn_weighted_bwd_data(ctx, a);
-    return NULL;
+    return anx_onednn_take_status(); /* a oneDNN call that failed in here or before */
 }
 
 /* diff_weights [oc, ic*ih*iw] = diff_dst^T . src; diff_bias [oc] = sum over n of diff_dst */
@@ -113,5 +113,5 @@ anx_status anx_onednn_linear_bwd_weights(void *ctx, const anx_layer_desc *l, con
     anx_status st = anx_onednn_need_ctx(ctx, l);
     if (st) return st;
     onednn_weighted_bwd_weights(ctx, a);
-    return NULL;
+    return anx_onednn_take_status(); /* a oneDNN call that failed in here or before */
 }

@@ -45,7 +45,7 @@ anx_status anx_onednn_loss_fwd(void *ctx, const anx_layer_desc *l, const anx_arg
     for (int bi = 0; bi < n; bi++) total += term[bi];
     free(term);
     *a->loss = (float)(total / n);
-    return NULL;
+    return anx_onednn_take_status(); /* a oneDNN call that failed in here or before */
 }
 
 /* diff_src [n, c] = (softmax(src[n]) - onehot(target[n])) / n */
@@ -65,5 +65,5 @@ anx_status anx_onednn_loss_bwd_data(void *ctx, const anx_layer_desc *l, const an
         row_terms(x, c, &m, &s);
         for (int j = 0; j < c; j++) d[j] = (float)((exp((double)x[j] - m) / s - (j == t ? 1.0 : 0.0)) / n);
     }
-    return NULL;
+    return anx_onednn_take_status(); /* a oneDNN call that failed in here or before */
 }

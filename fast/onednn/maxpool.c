@@ -80,7 +80,7 @@ anx_status anx_onednn_maxpool_fwd(void *ctx, const anx_layer_desc *l, const anx_
     void *bufs[] = {a->src, a->dst};
     onednn_prim_exec(&c->fwd, bufs, c->head.threads);
     c->ws_src = a->src;
-    return NULL;
+    return anx_onednn_take_status(); /* a oneDNN call that failed in here or before */
 }
 
 /* diff_src [n,c,ih,iw] = sum over the windows each element won of diff_dst [n,c,oh,ow] */
@@ -106,5 +106,5 @@ anx_status anx_onednn_maxpool_bwd_data(void *ctx, const anx_layer_desc *l, const
     }
     void *bufs[] = {a->diff_dst, c->ws, a->diff_src};
     onednn_prim_exec(&c->bwd, bufs, c->head.threads);
-    return NULL;
+    return anx_onednn_take_status(); /* a oneDNN call that failed in here or before */
 }

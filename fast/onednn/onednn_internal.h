@@ -23,10 +23,20 @@
 
 #include "anx/backend.h"
 
-/* Aborts with one line naming the call on any oneDNN failure: every call here is made with
- * descriptors this backend built itself, so a failure is a bug (or out of memory), not bad input. */
+/* oneDNN failures are not fatal: the library never exits.  ONEDNN_CHECK records the first failed
+ * call of this thread ("oneDNN <call> failed with status N at file:line") as the pending status
+ * and returns nonzero; the code goes on (oneDNN refuses what a failed call left unset, nothing is
+ * dereferenced on a failed path) up to the entry point of the backend table, which hands the
+ * pending status to its caller: layer_create and every exec return it, supports() declines with
+ * it, and a failure inside tensor_import / tensor_export (void in the interface) is returned by
+ * the next exec on that thread.  Every call here is made with descriptors this backend built
+ * itself, so a failure is out of memory, a shape oneDNN cannot describe, or a bug. */
 #define ONEDNN_CHECK(call) anx_onednn_check((call), #call, __FILE__, __LINE__)
-void anx_onednn_check(dnnl_status_t st, const char *what, const char *file, int line);
+int anx_onednn_check(dnnl_status_t st, const char *what, const char *file, int line);
+/* Records a failure described by why (if none is pending yet); returns 1. */
+int anx_onednn_fail(const char *why);
+/* The pending status of this thread, cleared; NULL when nothing failed since the last take. */
+anx_status anx_onednn_take_status(void);
 
 dnnl_engine_t anx_onednn_engine(void);
 dnnl_stream_t anx_onednn_stream(void);
@@ -138,14 +148,14 @@ typedef struct onednn_weighted_mds {
 
 /* The weights md the forward primitive of fwd_op_desc (weights format_tag_any) picks. */
 void onednn_weighted_picked_md(dnnl_memory_desc_t *md, const void *fwd_op_desc);
-/* Makes wl->fwd (src, weights, bias -> dst) from op_desc; aborts naming layer and what
- * ("convolution", "inner product") when oneDNN has none for our weight format. */
+/* Makes wl->fwd (src, weights, bias -> dst) from op_desc; when oneDNN has none for our weight
+ * format, records the failure naming layer and what ("convolution", "inner product"). */
 void onednn_weighted_make_fwd(onednn_weighted_layer *wl, const void *op_desc, const onednn_weighted_mds *m,
                               const char *layer, const char *what);
 /* Makes the backward primitive p from ours (the op with the forward weight format); if oneDNN
  * refuses that or only ref takes it, from any (the same op with format_tag_any weights) when that
  * does better.  Returns 1 when p took any (its weights need a reorder), 0 when it kept ours;
- * aborts ("no <what>") when neither can be made. */
+ * records the failure ("no oneDNN <what>") when neither can be made. */
 int onednn_weighted_init_preferring(onednn_prim *p, const void *ours, const void *any,
                                     const onednn_weighted_layer *wl, const char *layer, const char *what);
 /* The arguments of wl->bwd_data (made by the caller), with the wei_to_bwd reorder when reorder. */

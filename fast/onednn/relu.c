@@ -54,7 +54,7 @@ anx_status anx_onednn_relu_fwd(void *ctx, const anx_layer_desc *l, const anx_arg
     relu_ctx *c = ctx;
     void *bufs[] = {a->src, a->dst};
     onednn_prim_exec(&c->fwd, bufs, c->head.threads);
-    return NULL;
+    return anx_onednn_take_status(); /* a oneDNN call that failed in here or before */
 }
 
 /* diff_src [n,c,h,w] = dst > 0 ? diff_dst : 0 */
@@ -65,5 +65,5 @@ anx_status anx_onednn_relu_bwd_data(void *ctx, const anx_layer_desc *l, const an
     relu_ctx *c = ctx;
     void *bufs[] = {a->dst, a->diff_dst, a->diff_src};
     onednn_prim_exec(&c->bwd, bufs, c->head.threads);
-    return NULL;
+    return anx_onednn_take_status(); /* a oneDNN call that failed in here or before */
 }

@@ -14,7 +14,8 @@ static int impl_is_ref(const onednn_prim *p) { return strncmp(p->impl, "ref", 3)
 void onednn_weighted_picked_md(dnnl_memory_desc_t *md, const void *fwd_op_desc)
 {
     dnnl_primitive_desc_t pd;
-    ONEDNN_CHECK(dnnl_primitive_desc_create(&pd, fwd_op_desc, NULL, anx_onednn_engine(), NULL));
+    memset(md, 0, sizeof *md);
+    if (ONEDNN_CHECK(dnnl_primitive_desc_create(&pd, fwd_op_desc, NULL, anx_onednn_engine(), NULL))) return;
     *md = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
     dnnl_primitive_desc_destroy(pd);
 }
@@ -23,8 +24,10 @@ void onednn_weighted_make_fwd(onednn_weighted_layer *wl, const void *op_desc, co
                               const char *layer, const char *what)
 {
     if (onednn_prim_init(&wl->fwd, op_desc, NULL) != 0) {
-        fprintf(stderr, "anx onednn: %s: no %s forward for its own weight format\n", layer, what);
-        abort();
+        char why[160];
+        snprintf(why, sizeof why, "%s: no oneDNN %s forward for its own weight format", layer, what);
+        anx_onednn_fail(why);
+        return;
     }
     onednn_prim_arg(&wl->fwd, DNNL_ARG_SRC, &m->src);
     onednn_prim_arg(&wl->fwd, DNNL_ARG_WEIGHTS, &m->weights);
@@ -41,8 +44,9 @@ int onednn_weighted_init_preferring(onednn_prim *p, const void *ours, const void
     onednn_prim alt;
     if (onednn_prim_init(&alt, any, wl->fwd.pd) != 0 || (ok && impl_is_ref(&alt))) {
         if (!ok) {
-            fprintf(stderr, "anx onednn: %s: no %s\n", layer, what);
-            abort();
+            char why[160];
+            snprintf(why, sizeof why, "%s: no oneDNN %s", layer, what);
+            anx_onednn_fail(why);
         }
         if (alt.pd) onednn_prim_destroy(&alt);
         return 0;

@@ -1,6 +1,11 @@
-/* test_no_backend_names: shared code never spells a backend's name; it asks the registry
- * (anx_backends(), anx_backend_reference(), the entry's peak_isa / train_rank / is_reference).
+/* test_source_rules: two rules of the sources that no compiler checks.
  *
+ * 1. Shared code never spells a backend's name; it asks the registry (anx_backends(),
+ *    anx_backend_reference(), the entry's peak_isa / train_rank / is_reference).
+ * 2. The library never exits: no call of exit, _Exit, quick_exit or abort in core/, ref/, fast/
+ *    (errors are returned with the culprit named; only app/ turns them into exit codes).
+ *
+ * Rule 1.
  * The names come from this build's registry (every compiled backend, stubs included), not from a
  * list written here.  Scanned: the C sources (.c .h .cc .inc) of core/, app/, bench/ and
  * tests/common/, comments removed.  A finding is
@@ -10,9 +15,9 @@
  * names, which a backend's name may equal), and a literal on a line marked with the comment
  * "ISA name" (bench/bench_peak.c names the ISAs whose FMA peak it measures).
  *
- * Before the scan, a self-test writes a file with planted names and demands exactly the two
- * findings it holds, so the test cannot pass by finding nothing.  `--plant FILE` scans FILE alone
- * (exit 1 on a finding), to try a mutant by hand.  tests/registry has no CMakeLists.txt: the
+ * Before the scans, self-tests write files with planted names and exits and demand exactly the
+ * findings they hold, so the test cannot pass by finding nothing.  `--plant FILE` and
+ * `--plant-exits FILE` scan FILE alone under one rule (exit 1 on a finding), to try a mutant.  tests/registry has no CMakeLists.txt: the
  * area's test_*.c run with the label quick.
  */
 #include <ctype.h>
@@ -32,6 +37,7 @@ static const char *g_names[MAX_NAMES];
 static char g_syms[MAX_NAMES][64];
 static int g_nnames;
 static int g_files_scanned;
+static int g_rule; /* 1: backend names, 2: exits */
 
 static int is_word(int c) { return isalnum(c) || c == '_'; }
 
@@ -92,9 +98,30 @@ static int cpu_feature_arg(const char *line, size_t at)
     return 0;
 }
 
+/* Rule 2: a call of a function that ends the process, outside string literals. */
+static int scan_line_exits(const char *path, int lineno, const char *line, const char *raw)
+{
+    static const char *const fns[] = {"exit", "_Exit", "quick_exit", "abort"};
+    int found = 0, in_str = 0;
+    for (size_t i = 0; line[i]; i++) {
+        if (line[i] == '"' && (i == 0 || line[i - 1] != '\\')) in_str = !in_str;
+        if (in_str || (i > 0 && is_word((unsigned char)line[i - 1]))) continue;
+        for (int f = 0; f < 4; f++) {
+            size_t w = strlen(fns[f]), k = i + w;
+            if (strncmp(line + i, fns[f], w) || is_word((unsigned char)line[k])) continue;
+            while (line[k] == ' ') k++;
+            if (line[k] != '(') continue;
+            fprintf(stderr, "%s:%d: %s() in the library: %s\n", path, lineno, fns[f], raw);
+            found++;
+        }
+    }
+    return found;
+}
+
 /* Findings of one line of code (comments stripped); raw is the same line before stripping. */
 static int scan_line(const char *path, int lineno, const char *line, const char *raw)
 {
+    if (g_rule == 2) return scan_line_exits(path, lineno, line, raw);
     int found = 0;
     const size_t n = strlen(line);
     const int isa_line = strstr(raw, "ISA name") != NULL;
@@ -203,7 +230,25 @@ static void load_names(void)
 }
 
 /* The scan must find what is planted: a name in a string, a table's identifier; and must not
- * flag a CPU feature name, a marked ISA line, a comment or a longer word. */
+ * flag a CPU feature name, a marked ISA line, a comment or a longer word.  Rule 2 likewise. */
+static void plant_exits_self_test(void)
+{
+    char path[] = "/tmp/anx_plant_XXXXXX";
+    int fd = mkstemp(path);
+    TU_CHECK(fd >= 0);
+    if (fd < 0) return;
+    FILE *f = fdopen(fd, "w");
+    fprintf(f, "void f(void) { if (x) exit(2); }\n");          /* finding 1 */
+    fprintf(f, "void g(void) { abort (); }\n");                /* finding 2 */
+    fprintf(f, "/* we never exit(2) here */ int a;\n");        /* not: a comment */
+    fprintf(f, "const char *s = \"exit(2)\"; int my_exit(int);\n"); /* not: a string, a longer name */
+    fclose(f);
+    g_rule = 2;
+    int found = scan_file(path);
+    unlink(path);
+    TU_CHECKF(found == 2, "planted exits: %d findings, want 2 (exit(), abort ())", found);
+}
+
 static void plant_self_test(void)
 {
     char path[] = "/tmp/anx_plant_XXXXXX";
@@ -219,6 +264,7 @@ static void plant_self_test(void)
     fprintf(f, "/* the %s backend \"%s\" */ int c;\n", name, name);            /* not: a comment */
     fprintf(f, "static const char *u = \"%sx x%s\";\n", name, name);           /* not: longer words */
     fclose(f);
+    g_rule = 1;
     int found = scan_file(path);
     unlink(path);
     TU_CHECKF(found == 2, "planted file: %d findings, want 2 (a name in a string, a table identifier)", found);
@@ -228,15 +274,19 @@ int main(int argc, char **argv)
 {
     load_names();
     TU_CHECKF(g_nnames >= 1, "the registry is empty");
-    if (argc == 3 && strcmp(argv[1], "--plant") == 0) /* scan one given file as shared code */
+    if (argc == 3 && (strcmp(argv[1], "--plant") == 0 || strcmp(argv[1], "--plant-exits") == 0)) {
+        g_rule = strcmp(argv[1], "--plant") == 0 ? 1 : 2; /* scan one given file under one rule */
         return scan_file(argv[2]) ? 1 : 0;
-    printf("test_no_backend_names: names from the registry:");
+    }
+    printf("test_source_rules: backend names from the registry:");
     for (int b = 0; b < g_nnames; b++) printf(" %s", g_names[b]);
     printf("\n");
     plant_self_test();
+    plant_exits_self_test();
+
     static const char *const shared[] = {"core", "app", "bench", "tests/common"};
     int found = 0;
-    g_files_scanned = 0;
+    g_rule = 1, g_files_scanned = 0;
     for (int i = 0; i < 4; i++) {
         char dir[4096];
         snprintf(dir, sizeof dir, "%s/%s", ANX_SOURCE_DIR, shared[i]);
@@ -246,6 +296,18 @@ int main(int argc, char **argv)
               g_files_scanned);
     TU_CHECKF(found == 0, "%d backend name(s) in shared code (above): ask anx_backends() / the entry instead",
               found);
-    printf("test_no_backend_names: %d files of core/, app/, bench/, tests/common/ scanned\n", g_files_scanned);
-    return tu_finish("test_no_backend_names");
+    printf("test_source_rules: rule 1: %d files of core/, app/, bench/, tests/common/ scanned\n", g_files_scanned);
+
+    static const char *const library[] = {"core", "ref", "fast"};
+    found = 0;
+    g_rule = 2, g_files_scanned = 0;
+    for (int i = 0; i < 3; i++) {
+        char dir[4096];
+        snprintf(dir, sizeof dir, "%s/%s", ANX_SOURCE_DIR, library[i]);
+        found += scan_dir(dir);
+    }
+    TU_CHECKF(g_files_scanned >= 30, "only %d source files scanned under core/, ref/, fast/", g_files_scanned);
+    TU_CHECKF(found == 0, "%d call(s) that end the process in the library (above): return the error instead", found);
+    printf("test_source_rules: rule 2: %d files of core/, ref/, fast/ scanned\n", g_files_scanned);
+    return tu_finish("test_source_rules");
 }
