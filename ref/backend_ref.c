@@ -50,14 +50,14 @@ static const char *ref_impl_name(void *ctx, const anx_layer_desc *l, anx_dir dir
 {
     (void)ctx;
     static const char *const names[ANX_OP_COUNT][ANX_DIR_COUNT] = {
-        [ANX_OP_CONV2D] = {"anx_f32_conv2d_fwd__ref", "anx_f32_conv2d_bwd_data__ref",
-                           "anx_f32_conv2d_bwd_weights__ref"},
-        [ANX_OP_RELU] = {"anx_f32_relu_fwd__ref", "anx_f32_relu_bwd__ref", NULL},
-        [ANX_OP_MAXPOOL] = {"anx_f32_maxpool_fwd__ref", "anx_f32_maxpool_bwd__ref", NULL},
-        [ANX_OP_LINEAR] = {"anx_f32_linear_fwd__ref", "anx_f32_linear_bwd_data__ref",
-                           "anx_f32_linear_bwd_weights__ref"},
-        [ANX_OP_DROPOUT] = {"anx_f32_dropout_fwd__ref", "anx_f32_dropout_bwd__ref", NULL},
-        [ANX_OP_LOSS] = {"anx_f32_loss_fwd__ref", "anx_f32_loss_bwd__ref", NULL},
+        [ANX_OP_CONV2D] = {ANX_IMPL_NAME(anx_f32_conv2d_fwd__ref), ANX_IMPL_NAME(anx_f32_conv2d_bwd_data__ref),
+                           ANX_IMPL_NAME(anx_f32_conv2d_bwd_weights__ref)},
+        [ANX_OP_RELU] = {ANX_IMPL_NAME(anx_f32_relu_fwd__ref), ANX_IMPL_NAME(anx_f32_relu_bwd_data__ref), NULL},
+        [ANX_OP_MAXPOOL] = {ANX_IMPL_NAME(anx_f32_maxpool_fwd__ref), ANX_IMPL_NAME(anx_f32_maxpool_bwd_data__ref), NULL},
+        [ANX_OP_LINEAR] = {ANX_IMPL_NAME(anx_f32_linear_fwd__ref), ANX_IMPL_NAME(anx_f32_linear_bwd_data__ref),
+                           ANX_IMPL_NAME(anx_f32_linear_bwd_weights__ref)},
+        [ANX_OP_DROPOUT] = {ANX_IMPL_NAME(anx_f32_dropout_fwd__ref), ANX_IMPL_NAME(anx_f32_dropout_bwd_data__ref), NULL},
+        [ANX_OP_LOSS] = {ANX_IMPL_NAME(anx_f32_loss_fwd__ref), ANX_IMPL_NAME(anx_f32_loss_bwd_data__ref), NULL},
     };
     if ((unsigned)l->op >= ANX_OP_COUNT || (unsigned)dir >= ANX_DIR_COUNT) return "?";
     return names[l->op][dir] ? names[l->op][dir] : "?";
@@ -143,7 +143,7 @@ static anx_status relu_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a
 static anx_status relu_bwd(void *ctx, const anx_layer_desc *l, const anx_args *a)
 {
     int saved = threads_begin(ctx);
-    anx_f32_relu_bwd__ref(a->diff_src, a->diff_dst, a->dst, anx_desc_plain_count(l, ANX_DST));
+    anx_f32_relu_bwd_data__ref(a->diff_src, a->diff_dst, a->dst, anx_desc_plain_count(l, ANX_DST));
     threads_end(saved);
     return NULL;
 }
@@ -160,7 +160,7 @@ static anx_status maxpool_fwd(void *ctx, const anx_layer_desc *l, const anx_args
 static anx_status maxpool_bwd(void *ctx, const anx_layer_desc *l, const anx_args *a)
 {
     int saved = threads_begin(ctx);
-    anx_f32_maxpool_bwd__ref(a->diff_src, a->diff_dst, a->src, l->n, l->ic, l->ih, l->iw, l->oh, l->ow,
+    anx_f32_maxpool_bwd_data__ref(a->diff_src, a->diff_dst, a->src, l->n, l->ic, l->ih, l->iw, l->oh, l->ow,
                              l->kh, l->kw, l->stride);
     threads_end(saved);
     return NULL;
@@ -177,7 +177,7 @@ static anx_status dropout_fwd(void *ctx, const anx_layer_desc *l, const anx_args
 static anx_status dropout_bwd(void *ctx, const anx_layer_desc *l, const anx_args *a)
 {
     int saved = threads_begin(ctx);
-    anx_f32_dropout_bwd__ref(a->diff_src, a->diff_dst, a->mask, anx_desc_plain_count(l, ANX_DST));
+    anx_f32_dropout_bwd_data__ref(a->diff_src, a->diff_dst, a->mask, anx_desc_plain_count(l, ANX_DST));
     threads_end(saved);
     return NULL;
 }
@@ -193,7 +193,7 @@ static anx_status loss_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a
 static anx_status loss_bwd(void *ctx, const anx_layer_desc *l, const anx_args *a)
 {
     (void)ctx;
-    anx_f32_loss_bwd__ref(a->diff_src, a->src, a->target, l->n, l->ic * l->ih * l->iw);
+    anx_f32_loss_bwd_data__ref(a->diff_src, a->src, a->target, l->n, l->ic * l->ih * l->iw);
     return NULL;
 }
 

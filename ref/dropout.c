@@ -8,7 +8,7 @@ void anx_f32_dropout_fwd__ref(float *dst, const float *src, const float *mask, s
     for (size_t i = 0; i < count; i++) dst[i] = src[i] * mask[i];
 }
 
-void anx_f32_dropout_bwd__ref(float *diff_src, const float *diff_dst, const float *mask, size_t count)
+void anx_f32_dropout_bwd_data__ref(float *diff_src, const float *diff_dst, const float *mask, size_t count)
 {
     /* diff_src, diff_dst, mask [count] */
 #pragma omp parallel for schedule(static)

@@ -32,7 +32,7 @@ float anx_f32_loss_fwd__ref(const float *logits, const int64_t *target, int n, i
     return (float)(total / n);
 }
 
-void anx_f32_loss_bwd__ref(float *diff_src, const float *logits, const int64_t *target, int n, int c)
+void anx_f32_loss_bwd_data__ref(float *diff_src, const float *logits, const int64_t *target, int n, int c)
 {
     /* diff_src, logits [n, c], target [n]: d mean(loss) / d logits = (softmax - onehot) / n */
     for (int bi = 0; bi < n; bi++) {

@@ -35,7 +35,7 @@ void anx_f32_maxpool_fwd__ref(float *dst, const float *src, int n, int c, int ih
     }
 }
 
-void anx_f32_maxpool_bwd__ref(float *diff_src, const float *diff_dst, const float *src, int n, int c,
+void anx_f32_maxpool_bwd_data__ref(float *diff_src, const float *diff_dst, const float *src, int n, int c,
                               int ih, int iw, int oh, int ow, int kh, int kw, int stride)
 {
     /* diff_src [n, c, ih, iw], diff_dst [n, c, oh, ow], src [n, c, ih, iw].  Overlapping windows

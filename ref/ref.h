@@ -45,7 +45,7 @@ void anx_f32_linear_bwd_weights__ref(float *diff_w, float *diff_b, const float *
 /* ReLU over count elements.  fwd: dst = src < 0 ? +0 : src (NaN and -0 pass, as torch.relu).
  * bwd from the output: diff_src = dst > 0 ? diff_dst : 0 (threshold_backward on the result). */
 void anx_f32_relu_fwd__ref(float *dst, const float *src, size_t count);
-void anx_f32_relu_bwd__ref(float *diff_src, const float *diff_dst, const float *dst, size_t count);
+void anx_f32_relu_bwd_data__ref(float *diff_src, const float *diff_dst, const float *dst, size_t count);
 
 /* MaxPool2d(k, stride), no padding, floor mode, per channel plane.  The window's winner is the
  * first maximum in row-major (ky, kx) order; a NaN wins (the last NaN), as PyTorch's CPU kernel
@@ -53,19 +53,19 @@ void anx_f32_relu_bwd__ref(float *diff_src, const float *diff_dst, const float *
  * bwd recomputes the winner from src and adds diff_dst to it (windows may overlap). */
 void anx_f32_maxpool_fwd__ref(float *dst, const float *src, int n, int c, int ih, int iw, int oh, int ow,
                               int kh, int kw, int stride);
-void anx_f32_maxpool_bwd__ref(float *diff_src, const float *diff_dst, const float *src, int n, int c,
+void anx_f32_maxpool_bwd_data__ref(float *diff_src, const float *diff_dst, const float *src, int n, int c,
                               int ih, int iw, int oh, int ow, int kh, int kw, int stride);
 
 /* Dropout with a given mask (0 or 1/(1-p)): dst = src * mask; diff_src = diff_dst * mask. */
 void anx_f32_dropout_fwd__ref(float *dst, const float *src, const float *mask, size_t count);
-void anx_f32_dropout_bwd__ref(float *diff_src, const float *diff_dst, const float *mask, size_t count);
+void anx_f32_dropout_bwd_data__ref(float *diff_src, const float *diff_dst, const float *mask, size_t count);
 
 /* CrossEntropyLoss (mean): logits [n, c], target [n].
  * fwd: mean over n of logsumexp(logits[n]) - logits[n, target[n]], in double, max subtracted.
  * bwd: diff_src[n, j] = (softmax(logits[n])_j - (j == target[n])) / n.
  * A target outside [0, c) is never read through: its loss term and gradient row are NaN. */
 float anx_f32_loss_fwd__ref(const float *logits, const int64_t *target, int n, int c);
-void anx_f32_loss_bwd__ref(float *diff_src, const float *logits, const int64_t *target, int n, int c);
+void anx_f32_loss_bwd_data__ref(float *diff_src, const float *logits, const int64_t *target, int n, int c);
 
 /* One PyTorch-1.13 Adam update (single-tensor path, no weight decay, no amsgrad) over count
  * parameters in place, at step t (1-based).  lr, betas and eps are the doubles PyTorch holds as

@@ -9,7 +9,7 @@ void anx_f32_relu_fwd__ref(float *dst, const float *src, size_t count)
     for (size_t i = 0; i < count; i++) dst[i] = src[i] < 0.0f ? 0.0f : src[i];
 }
 
-void anx_f32_relu_bwd__ref(float *diff_src, const float *diff_dst, const float *dst, size_t count)
+void anx_f32_relu_bwd_data__ref(float *diff_src, const float *diff_dst, const float *dst, size_t count)
 {
     /* diff_src, diff_dst, dst [count]: threshold_backward(grad, result, 0) = result <= 0 ? 0 : grad */
 #pragma omp parallel for schedule(static)

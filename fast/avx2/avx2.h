@@ -95,14 +95,14 @@ anx_status anx_f32_linear_bwd_weights__avx2_6x16(float *diff_w, float *diff_b, c
 
 /* Element-wise, pooling, loss and optimizer kernels (relu.c, dropout.c, maxpool.c, loss.c, adam.c). */
 void anx_f32_relu_fwd__avx2(float *dst, const float *src, size_t count, int threads);
-void anx_f32_relu_bwd__avx2(float *diff_src, const float *diff_dst, const float *dst, size_t count,
+void anx_f32_relu_bwd_data__avx2(float *diff_src, const float *diff_dst, const float *dst, size_t count,
                             int threads);
 void anx_f32_dropout__avx2(float *out, const float *in, const float *mask, size_t count, int threads);
 void anx_f32_maxpool_fwd__avx2_8c(float *dst, const float *src, const anx_layer_desc *l, int threads);
-void anx_f32_maxpool_bwd__avx2_8c(float *diff_src, const float *diff_dst, const float *src,
+void anx_f32_maxpool_bwd_data__avx2_8c(float *diff_src, const float *diff_dst, const float *src,
                                   const anx_layer_desc *l, int threads);
 float anx_f32_loss_fwd__avx2(const float *logits, const int64_t *target, int n, int c);
-void anx_f32_loss_bwd__avx2(float *diff_src, const float *logits, const int64_t *target, int n, int c);
+void anx_f32_loss_bwd_data__avx2(float *diff_src, const float *logits, const int64_t *target, int n, int c);
 void anx_f32_adam__avx2(float *param, const float *grad, float *exp_avg, float *exp_avg_sq, size_t count,
                         const anx_adam_hparams *hp, int threads);
 

@@ -50,12 +50,12 @@ static const char *avx2_impl_name(void *ctx, const anx_layer_desc *l, anx_dir di
 {
     (void)ctx;
     static const char *const names[ANX_OP_COUNT][ANX_DIR_COUNT] = {
-        [ANX_OP_RELU] = {"anx_f32_relu_fwd__avx2", "anx_f32_relu_bwd__avx2", NULL},
-        [ANX_OP_MAXPOOL] = {"anx_f32_maxpool_fwd__avx2_8c", "anx_f32_maxpool_bwd__avx2_8c", NULL},
-        [ANX_OP_LINEAR] = {"anx_f32_linear_fwd__avx2_4x3", "anx_f32_linear_bwd_data__avx2_6x16",
-                           "anx_f32_linear_bwd_weights__avx2_6x16"},
-        [ANX_OP_DROPOUT] = {"anx_f32_dropout__avx2", "anx_f32_dropout__avx2", NULL},
-        [ANX_OP_LOSS] = {"anx_f32_loss_fwd__avx2", "anx_f32_loss_bwd__avx2", NULL},
+        [ANX_OP_RELU] = {ANX_IMPL_NAME(anx_f32_relu_fwd__avx2), ANX_IMPL_NAME(anx_f32_relu_bwd_data__avx2), NULL},
+        [ANX_OP_MAXPOOL] = {ANX_IMPL_NAME(anx_f32_maxpool_fwd__avx2_8c), ANX_IMPL_NAME(anx_f32_maxpool_bwd_data__avx2_8c), NULL},
+        [ANX_OP_LINEAR] = {ANX_IMPL_NAME(anx_f32_linear_fwd__avx2_4x3), ANX_IMPL_NAME(anx_f32_linear_bwd_data__avx2_6x16),
+                           ANX_IMPL_NAME(anx_f32_linear_bwd_weights__avx2_6x16)},
+        [ANX_OP_DROPOUT] = {ANX_IMPL_NAME(anx_f32_dropout__avx2), ANX_IMPL_NAME(anx_f32_dropout__avx2), NULL},
+        [ANX_OP_LOSS] = {ANX_IMPL_NAME(anx_f32_loss_fwd__avx2), ANX_IMPL_NAME(anx_f32_loss_bwd_data__avx2), NULL},
     };
     if ((unsigned)l->op >= ANX_OP_COUNT || (unsigned)dir >= ANX_DIR_COUNT) return "?";
     if (l->op == ANX_OP_CONV2D) return ax_conv2d_impl(l, dir);

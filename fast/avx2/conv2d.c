@@ -630,9 +630,10 @@ anx_status ax_conv2d_bwd_weights(void *ctx, const anx_layer_desc *l, const anx_a
 const char *ax_conv2d_impl(const anx_layer_desc *l, anx_dir dir)
 {
     switch (dir) {
-    case ANX_FWD: return "anx_f32_conv2d_fwd__avx2_3x32";
+    case ANX_FWD: return ANX_IMPL_NAME(anx_f32_conv2d_fwd__avx2_3x32);
     case ANX_BWD_DATA:
-        return bwd_data_is_fwd(l) ? "anx_f32_conv2d_bwd_data__avx2_3x32" : "anx_f32_conv2d_bwd_data__avx2_gather";
-    default: return "anx_f32_conv2d_bwd_weights__avx2_16x4";
+        return bwd_data_is_fwd(l) ? ANX_IMPL_NAME(anx_f32_conv2d_bwd_data__avx2_3x32)
+                                  : ANX_IMPL_NAME(anx_f32_conv2d_bwd_data__avx2_gather);
+    default: return ANX_IMPL_NAME(anx_f32_conv2d_bwd_weights__avx2_16x4);
     }
 }

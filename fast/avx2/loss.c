@@ -33,7 +33,7 @@ float anx_f32_loss_fwd__avx2(const float *logits, const int64_t *target, int n, 
     return (float)(total / n);
 }
 
-void anx_f32_loss_bwd__avx2(float *diff_src, const float *logits, const int64_t *target, int n, int c)
+void anx_f32_loss_bwd_data__avx2(float *diff_src, const float *logits, const int64_t *target, int n, int c)
 {
     /* diff_src, logits [n, c]: (softmax - onehot) / n; rows with a bad target are NaN */
     for (int i = 0; i < n; i++) {
@@ -60,6 +60,6 @@ anx_status ax_loss_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a)
 anx_status ax_loss_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a)
 {
     (void)ctx;
-    anx_f32_loss_bwd__avx2(a->diff_src, a->src, a->target, l->n, l->ic * l->ih * l->iw);
+    anx_f32_loss_bwd_data__avx2(a->diff_src, a->src, a->target, l->n, l->ic * l->ih * l->iw);
     return NULL;
 }

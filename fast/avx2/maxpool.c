@@ -61,7 +61,7 @@ void anx_f32_maxpool_fwd__avx2_8c(float *dst, const float *src, const anx_layer_
     }
 }
 
-void anx_f32_maxpool_bwd__avx2_8c(float *diff_src, const float *diff_dst, const float *src,
+void anx_f32_maxpool_bwd_data__avx2_8c(float *diff_src, const float *diff_dst, const float *src,
                                   const anx_layer_desc *l, int threads)
 {
     /* diff_src, src [n, c, ih, iw], diff_dst [n, c, oh, ow], all nChw{cb}c */
@@ -110,6 +110,6 @@ anx_status ax_maxpool_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a)
 
 anx_status ax_maxpool_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a)
 {
-    anx_f32_maxpool_bwd__avx2_8c(a->diff_src, a->diff_dst, a->src, l, ax_threads(ctx));
+    anx_f32_maxpool_bwd_data__avx2_8c(a->diff_src, a->diff_dst, a->src, l, ax_threads(ctx));
     return NULL;
 }

@@ -22,7 +22,7 @@ void anx_f32_relu_fwd__avx2(float *dst, const float *src, size_t count, int thre
 }
 
 /* diff_src[i] = dst[i] <= 0 ? 0 : diff_dst[i]  (threshold_backward on the forward output) */
-void anx_f32_relu_bwd__avx2(float *diff_src, const float *diff_dst, const float *dst, size_t count,
+void anx_f32_relu_bwd_data__avx2(float *diff_src, const float *diff_dst, const float *dst, size_t count,
                             int threads)
 {
     /* diff_src, diff_dst, dst [count] */
@@ -47,7 +47,7 @@ anx_status ax_relu_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a)
 
 anx_status ax_relu_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a)
 {
-    anx_f32_relu_bwd__avx2(a->diff_src, a->diff_dst, a->dst, anx_desc_plain_count(l, ANX_DST),
+    anx_f32_relu_bwd_data__avx2(a->diff_src, a->diff_dst, a->dst, anx_desc_plain_count(l, ANX_DST),
                            ax_threads(ctx));
     return NULL;
 }

@@ -97,6 +97,11 @@ typedef struct anx_backend {
     int is_reference;
 } anx_backend;
 
+/* The implementation name of kernel fn for impl_name tables: its C symbol as a string, which only
+ * compiles when fn is declared, so a table cannot name a kernel that does not exist (or drift
+ * from a renamed one).  Kernel names say the direction as the table does: fwd, bwd_data, bwd_weights. */
+#define ANX_IMPL_NAME(fn) (sizeof(&(fn)) ? #fn : #fn)
+
 /* "out of memory for <what> (<MiB> MiB)" in this thread's buffer: the status of a workspace
  * of bytes that could not be allocated. */
 anx_status anx_status_oom(const char *what, size_t bytes);

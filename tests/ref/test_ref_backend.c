@@ -106,17 +106,17 @@ static void run_direct(const anx_layer_desc *l, anx_dir dir, bufs *b, float *los
     case ANX_OP_LINEAR * 3 + ANX_BWD_DATA: anx_f32_linear_bwd_data__ref(t[4], t[5], t[2], n, k, l->oc); break;
     case ANX_OP_LINEAR * 3 + ANX_BWD_WEIGHTS: anx_f32_linear_bwd_weights__ref(t[6], t[7], t[0], t[5], n, k, l->oc); break;
     case ANX_OP_RELU * 3 + ANX_FWD: anx_f32_relu_fwd__ref(t[1], t[0], nd); break;
-    case ANX_OP_RELU * 3 + ANX_BWD_DATA: anx_f32_relu_bwd__ref(t[4], t[5], t[1], nd); break;
+    case ANX_OP_RELU * 3 + ANX_BWD_DATA: anx_f32_relu_bwd_data__ref(t[4], t[5], t[1], nd); break;
     case ANX_OP_MAXPOOL * 3 + ANX_FWD:
         anx_f32_maxpool_fwd__ref(t[1], t[0], n, l->ic, l->ih, l->iw, l->oh, l->ow, l->kh, l->kw, l->stride);
         break;
     case ANX_OP_MAXPOOL * 3 + ANX_BWD_DATA:
-        anx_f32_maxpool_bwd__ref(t[4], t[5], t[0], n, l->ic, l->ih, l->iw, l->oh, l->ow, l->kh, l->kw, l->stride);
+        anx_f32_maxpool_bwd_data__ref(t[4], t[5], t[0], n, l->ic, l->ih, l->iw, l->oh, l->ow, l->kh, l->kw, l->stride);
         break;
     case ANX_OP_DROPOUT * 3 + ANX_FWD: anx_f32_dropout_fwd__ref(t[1], t[0], b->mask, nd); break;
-    case ANX_OP_DROPOUT * 3 + ANX_BWD_DATA: anx_f32_dropout_bwd__ref(t[4], t[5], b->mask, nd); break;
+    case ANX_OP_DROPOUT * 3 + ANX_BWD_DATA: anx_f32_dropout_bwd_data__ref(t[4], t[5], b->mask, nd); break;
     case ANX_OP_LOSS * 3 + ANX_FWD: *loss = anx_f32_loss_fwd__ref(t[0], b->target, n, l->ic); break;
-    case ANX_OP_LOSS * 3 + ANX_BWD_DATA: anx_f32_loss_bwd__ref(t[4], t[0], b->target, n, l->ic); break;
+    case ANX_OP_LOSS * 3 + ANX_BWD_DATA: anx_f32_loss_bwd_data__ref(t[4], t[0], b->target, n, l->ic); break;
     default: TU_CHECKF(0, "no direct call for %s %s", anx_op_name(l->op), anx_dir_name(dir));
     }
 }

@@ -95,7 +95,7 @@ static void test_relu_rules(void)
     /* threshold_backward(g, y, 0): g where y > 0 (or y is NaN), else 0 */
     const float g[5] = {10, 20, 30, 40, 50}, want_g[5] = {0, 0, 30, 40, 0};
     float *dx = tu_alloc(5, "diff_src");
-    anx_f32_relu_bwd__ref(dx, g, y, 5);
+    anx_f32_relu_bwd_data__ref(dx, g, y, 5);
     tu_expect_bitwise(dx, want_g, 5, "relu bwd");
     tu_free(y), tu_free(dx);
 }
@@ -117,7 +117,7 @@ static void test_maxpool_rules(void)
     const float g[4] = {1, 2, 4, 8};
     float want_dx[25] = {0};
     want_dx[1] = 1, want_dx[2] = 2, want_dx[12] = 4, want_dx[24] = 8;
-    anx_f32_maxpool_bwd__ref(dx, g, src, 1, 1, 5, 5, 2, 2, 3, 3, 2);
+    anx_f32_maxpool_bwd_data__ref(dx, g, src, 1, 1, 5, 5, 2, 2, 3, 3, 2);
     tu_expect_bitwise(dx, want_dx, 25, "maxpool bwd ties and NaN");
 
     /* all -inf: output -inf, the gradient goes to the window's first element */
@@ -125,7 +125,7 @@ static void test_maxpool_rules(void)
     const float g1[1] = {3}, want_dx1[4] = {3, 0, 0, 0};
     float *s1 = buf_of(ninf, 4, "src -inf"), *y1 = tu_alloc(1, "dst -inf"), *dx1 = tu_alloc(4, "diff_src -inf");
     anx_f32_maxpool_fwd__ref(y1, s1, 1, 1, 2, 2, 1, 1, 2, 2, 2);
-    anx_f32_maxpool_bwd__ref(dx1, g1, s1, 1, 1, 2, 2, 1, 1, 2, 2, 2);
+    anx_f32_maxpool_bwd_data__ref(dx1, g1, s1, 1, 1, 2, 2, 1, 1, 2, 2, 2);
     tu_expect_bitwise(y1, want1, 1, "maxpool fwd all -inf");
     tu_expect_bitwise(dx1, want_dx1, 4, "maxpool bwd all -inf");
     tu_free(src), tu_free(y), tu_free(dx), tu_free(s1), tu_free(y1), tu_free(dx1);
@@ -138,7 +138,7 @@ static void test_dropout_hand(void)
     float *y = tu_alloc(4, "dst"), *dx = tu_alloc(4, "diff_src");
     anx_f32_dropout_fwd__ref(y, x, m, 4);
     tu_expect_bitwise(y, want, 4, "dropout fwd");
-    anx_f32_dropout_bwd__ref(dx, x, m, 4); /* diff_dst = x: the same products */
+    anx_f32_dropout_bwd_data__ref(dx, x, m, 4); /* diff_dst = x: the same products */
     tu_expect_bitwise(dx, want, 4, "dropout bwd");
     tu_free(y), tu_free(dx);
 }
@@ -159,7 +159,7 @@ static void test_loss_hand(void)
                            (float)(0.090030573170380462 / 2), (float)(0.24472847105479764 / 2),
                            (float)((0.66524095577481771 - 1) / 2)};
     float *dx = tu_alloc(6, "diff_src");
-    anx_f32_loss_bwd__ref(dx, x, t, 2, 3);
+    anx_f32_loss_bwd_data__ref(dx, x, t, 2, 3);
     /* the decimal constants above are correct to 17 digits; the kernel rounds a double once */
     tu_expect_close(dx, want, 6, 0.0, 0x1p-23, "loss bwd");
 
@@ -169,7 +169,7 @@ static void test_loss_hand(void)
     TU_CHECKF(anx_f32_loss_fwd__ref(big, t0, 1, 2) == 0.0f, "loss of a 1000-margin hit is not 0");
     TU_CHECKF(anx_f32_loss_fwd__ref(big, t1, 1, 2) == 1000.0f, "loss of a 1000-margin miss is not 1000");
     float *db = tu_alloc(2, "diff_src big");
-    anx_f32_loss_bwd__ref(db, big, t1, 1, 2);
+    anx_f32_loss_bwd_data__ref(db, big, t1, 1, 2);
     const float want_b[2] = {1, -1};
     tu_expect_bitwise(db, want_b, 2, "loss bwd, 1000 margin");
 
@@ -177,7 +177,7 @@ static void test_loss_hand(void)
     int64_t *bad = malloc(sizeof *bad);
     *bad = 3;
     TU_CHECK(isnan(anx_f32_loss_fwd__ref(x, bad, 1, 3)));
-    anx_f32_loss_bwd__ref(dx, x, bad, 1, 3);
+    anx_f32_loss_bwd_data__ref(dx, x, bad, 1, 3);
     TU_CHECK(isnan(dx[0]) && isnan(dx[1]) && isnan(dx[2]));
     *bad = -1;
     TU_CHECK(isnan(anx_f32_loss_fwd__ref(x, bad, 1, 3)));

@@ -251,9 +251,9 @@ static void test_maxpool(int n, int c, int ih, int iw, int k, int stride, uint64
     }
     tu_fill_uniform(p.r, nd, seed + 1, -1, 1);
     float *dsrc = tu_alloc(ns, "diff_src"), *m_src = tu_alloc(ns, "M diff_src"), *abs_r = tu_alloc(nd, "|R|");
-    anx_f32_maxpool_bwd__ref(dsrc, p.r, p.src, n, c, ih, iw, p.oh, p.ow, k, k, stride);
+    anx_f32_maxpool_bwd_data__ref(dsrc, p.r, p.src, n, c, ih, iw, p.oh, p.ow, k, k, stride);
     fabs_copy(abs_r, p.r, nd);
-    anx_f32_maxpool_bwd__ref(m_src, abs_r, p.src, n, c, ih, iw, p.oh, p.ow, k, k, stride);
+    anx_f32_maxpool_bwd_data__ref(m_src, abs_r, p.src, n, c, ih, iw, p.oh, p.ow, k, k, stride);
     /* an input sits in at most ceil(k/s)^2 windows: that many terms in its sum */
     int over = (k + stride - 1) / stride;
     double *gb = malloc(ns * sizeof *gb), g = gamma_k((double)over * over);
@@ -296,13 +296,13 @@ static void test_relu_dropout(size_t count, uint64_t seed)
     double *gb = calloc(count, sizeof *gb); /* both backward kernels are exact: bound 0 */
 
     anx_f32_relu_fwd__ref(e.dst, e.src, count);
-    anx_f32_relu_bwd__ref(dsrc, e.r, e.dst, count);
+    anx_f32_relu_bwd_data__ref(dsrc, e.r, e.dst, count);
     /* relu is exact; src * mask with mask in {0, 2} is exact too */
     fd_fn f = {elt_eval, &e, e.dst, NULL, e.r, count, 0.0, 0.0, 0.0};
     fd_check("relu bwd", e.src, count, dsrc, gb, 0x1p-8, 0.0, &f);
 
     e.dropout = 1;
-    anx_f32_dropout_bwd__ref(dsrc, e.r, e.mask, count);
+    anx_f32_dropout_bwd_data__ref(dsrc, e.r, e.mask, count);
     fd_check("dropout bwd", e.src, count, dsrc, gb, 0x1p-8, 0.0, &f);
     free(gb);
     tu_free(e.src), tu_free(e.mask), tu_free(e.r), tu_free(e.dst), tu_free(dsrc);
@@ -332,7 +332,7 @@ static void test_loss(int n, int c, uint64_t seed)
     loss_case l = {n, c, tu_alloc(nl, "logits"), target, 0};
     tu_fill_uniform(l.logits, nl, seed, -3, 3);
     float *dsrc = tu_alloc(nl, "diff_src");
-    anx_f32_loss_bwd__ref(dsrc, l.logits, target, n, c);
+    anx_f32_loss_bwd_data__ref(dsrc, l.logits, target, n, c);
     /* bwd: computed in double, rounded once */
     double *gb = malloc(nl * sizeof *gb);
     for (size_t i = 0; i < nl; i++) gb[i] = U * fabs(dsrc[i]) + 1e-15;
