@@ -14,6 +14,8 @@ pkgs=(cmake make gcc g++ libc6-dev libcjson-dev libpng-dev)
 # The onednn backend: libdnnl-dev's CMake config also calls find_package(OpenCL REQUIRED), and
 # the OpenCL headers and loader are only a recommendation of libdnnl-dev.
 pkgs+=(libdnnl-dev ocl-icd-opencl-dev)
+# The cblas backend (im2col + GEMM): OpenBLAS by default, BLIS through the BLAS alternatives.
+pkgs+=(libopenblas-dev libblis-dev)
 # anx-bench and its tools; the report, its charts, the perf gate's statistics and git commit.
 pkgs+=(libbenchmark-dev libbenchmark-tools python3 python3-scipy gnuplot-nox git ca-certificates)
 
