@@ -18,6 +18,8 @@
 #define SV_TILE_LFWD 4x3   /* linear fwd: 4 samples x 3 outputs, 8-lane dot products */
 #define SV_TILE_GEMM 6x16  /* linear bwd: 6 rows x 2 vectors of 8 columns */
 #define SV_TILE_POOL 8c    /* maxpool: 8 channels a vector */
+#define SV_PEAK_ISA ANX_PEAK_AVX2 /* anx-bench's peak% ceiling */
+#define SV_TRAIN_RANK 2 /* anx train: above ref, below onednn */
 
 #ifndef SV_PORTABLE
 #if !defined(__AVX2__) || !defined(__FMA__)

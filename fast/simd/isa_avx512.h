@@ -16,6 +16,8 @@
 #define SV_TILE_LFWD 4x3   /* linear fwd: 4 samples x 3 outputs, 16-lane dot products */
 #define SV_TILE_GEMM 6x32  /* linear bwd: 6 rows x 2 vectors of 16 columns */
 #define SV_TILE_POOL 16c   /* maxpool: 16 channels a vector */
+#define SV_PEAK_ISA ANX_PEAK_AVX512 /* anx-bench's peak% ceiling */
+#define SV_TRAIN_RANK 3 /* anx train: above avx2; ties with onednn, which the registry lists first */
 
 #ifndef SV_PORTABLE
 #if !defined(__AVX512F__)

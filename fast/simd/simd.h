@@ -43,9 +43,7 @@
 #define SV_STR(a) SV_STR_(a)
 /* A kernel's XNNPACK-style name: SV_KERNEL(conv2d_fwd, SV_TILE_CONV) -> anx_f32_conv2d_fwd__avx512_3x64 */
 #define SV_KERNEL(op, tile) SV_CAT(SV_CAT3(anx_f32_, op, __), SV_CAT3(SV_ISA, _, tile))
-#define SV_KERNEL0(op) SV_CAT(SV_CAT3(anx_f32_, op, __), SV_ISA) /* kernels without a tile */
 #define SV_KERNEL_NAME(op, tile) SV_STR(SV_KERNEL(op, tile))
-#define SV_KERNEL0_NAME(op) SV_STR(SV_KERNEL0(op))
 /* Backend-internal symbols (exec entries, helpers shared between files): sv_<isa>_<name>. */
 #define SV_SYM(name) SV_CAT(SV_CAT3(sv_, SV_ISA, _), name)
 
@@ -79,7 +77,7 @@ typedef struct sv_conv {
     int n, ic, ih, iw, oc, oh, ow, kh, kw, stride, pad;
 } sv_conv;
 
-/* Kernels (conv2d.inc, linear.inc, maxpool.inc, eltwise.inc), named by ISA and tile; those with
+/* Kernels (conv2d.inc, linear.inc, maxpool.inc), named by ISA and tile; those with
  * a workspace return NULL or the status naming it. */
 anx_status SV_KERNEL(conv2d_fwd, SV_TILE_CONV)(float *dst, const float *src, const float *w, const float *b,
                                         const sv_conv *cv, int threads);
@@ -95,25 +93,18 @@ void SV_KERNEL(linear_bwd_data, SV_TILE_GEMM)(float *diff_src, const float *diff
                                              int k, int oc, int threads);
 anx_status SV_KERNEL(linear_bwd_weights, SV_TILE_GEMM)(float *diff_w, float *diff_b, const float *src,
                                                 const float *diff_dst, int n, int k, int oc, int threads);
-void SV_KERNEL0(relu_fwd)(float *dst, const float *src, size_t count, int threads);
-void SV_KERNEL0(relu_bwd)(float *diff_src, const float *diff_dst, const float *dst, size_t count, int threads);
-void SV_KERNEL0(dropout)(float *out, const float *in, const float *mask, size_t count, int threads);
 void SV_KERNEL(maxpool_fwd, SV_TILE_POOL)(float *dst, const float *src, const anx_layer_desc *l, int threads);
-void SV_KERNEL(maxpool_bwd, SV_TILE_POOL)(float *diff_src, const float *diff_dst, const float *src,
+void SV_KERNEL(maxpool_bwd_data, SV_TILE_POOL)(float *diff_src, const float *diff_dst, const float *src,
                                          const anx_layer_desc *l, int threads);
-void SV_KERNEL0(adam)(float *param, const float *grad, float *exp_avg, float *exp_avg_sq, size_t count,
-                      const anx_adam_hparams *hp, int threads);
 
-/* exec-table entries, one per layer and direction (the loss is ref's: scalar, in double). */
+/* exec-table entries, one per layer and direction (ReLU, dropout, the loss and Adam are the
+ * shared ones of anx/ops_shared.h, wrapped in backend.inc). */
 #define SV_EXEC_LIST(X)                                                                         \
     X(conv2d_fwd) X(conv2d_bwd_data) X(conv2d_bwd_weights) X(linear_fwd) X(linear_bwd_data)      \
-    X(linear_bwd_weights) X(relu_fwd) X(relu_bwd_data) X(maxpool_fwd) X(maxpool_bwd_data)        \
-    X(dropout_fwd) X(dropout_bwd_data)
+    X(linear_bwd_weights) X(maxpool_fwd) X(maxpool_bwd_data)
 #define SV_X_DECL(name) anx_status SV_SYM(name)(void *ctx, const anx_layer_desc *l, const anx_args *a);
 SV_EXEC_LIST(SV_X_DECL)
 #undef SV_X_DECL
 const char *SV_SYM(conv2d_impl)(const anx_layer_desc *l, anx_dir dir);
-void SV_SYM(adam)(float *param, const float *grad, float *exp_avg, float *exp_avg_sq, size_t n,
-                  const anx_adam_hparams *hp, int threads);
 
 #endif
