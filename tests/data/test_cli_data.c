@@ -9,11 +9,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "anx/backend.h"
 #include "anx/data.h"
 #include "anx/safetensors.h"
 #include "testutil.h"
 
 #define FIX ANX_SOURCE_DIR "/data/fixtures"
+#define REF (anx_backend_reference()->name) /* the plain-loop backend: the small runs here need no speed */
 
 static const char *anx;
 static char dir[256];
@@ -119,16 +121,16 @@ int main(int argc, char **argv)
     expect_usage_error(args, "--per-class", NULL);
 
     /* datasets: missing, without val, with an empty class, with a corrupt image */
-    snprintf(args, sizeof args, "train --data %s/nothing --backend ref", dir);
+    snprintf(args, sizeof args, "train --data %s/nothing --backend %s", dir, REF);
     expect_usage_error(args, "nothing/train", NULL);
     mk("ds"), mk("ds/train"), mk("ds/train/a"), mk("ds/train/b");
     put_png("ds/train/a/1.png", 10);
     put_png("ds/train/b/1.png", 90);
-    snprintf(args, sizeof args, "train --data %s/ds --backend ref", dir);
+    snprintf(args, sizeof args, "train --data %s/ds --backend %s", dir, REF);
     expect_usage_error(args, "ds/val", NULL);
     mk("ds/val"), mk("ds/val/a"), mk("ds/val/b");
     put_png("ds/val/a/1.png", 20);
-    snprintf(args, sizeof args, "train --data %s/ds --backend ref", dir);
+    snprintf(args, sizeof args, "train --data %s/ds --backend %s", dir, REF);
     expect_usage_error(args, "ds/val/b", NULL);
     put_png("ds/val/b/1.png", 80);
     char bad[512];
@@ -137,7 +139,7 @@ int main(int argc, char **argv)
     fputs("\x89PNG\r\n\x1a\nnot really", f);
     fclose(f);
     snprintf(dump, sizeof dump, "%s/ckpt.safetensors", dir);
-    snprintf(args, sizeof args, "train --data %s/ds --backend ref --batch 4 --epochs 1 --checkpoint %s", dir, dump);
+    snprintf(args, sizeof args, "train --data %s/ds --backend %s --batch 4 --epochs 1 --checkpoint %s", dir, REF, dump);
     expect_usage_error(args, "ds/train/b/0.png", dump);
     snprintf(args, sizeof args, "train --data %s/ds --backend nosuch", dir);
     expect_usage_error(args, "nosuch", NULL);

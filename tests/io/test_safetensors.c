@@ -115,7 +115,7 @@ static void test_round_trip(void)
     TU_CHECK(anx_st_writer_add(w, "c", ANX_DTYPE_I64, sc, 1, c) == 0);
     TU_CHECK(anx_st_writer_add(w, "loss", ANX_DTYPE_F32, NULL, 0, &scalar) == 0);
     TU_CHECK(anx_st_writer_add(w, "empty", ANX_DTYPE_F32, se, 2, NULL) == 0);
-    TU_CHECK(anx_st_writer_meta(w, "backend", "ref") == 0);
+    TU_CHECK(anx_st_writer_meta(w, "backend", "cpu") == 0);
     TU_CHECK(anx_st_writer_meta(w, "note", "quote \" and \\ survive") == 0);
     char err[512] = "";
     TU_CHECKF(anx_st_writer_commit(w, path, err, sizeof err) == 0, "commit: %s", err);
@@ -130,7 +130,7 @@ static void test_round_trip(void)
     size_t data_bytes = sizeof a + sizeof b + sizeof c + sizeof scalar;
     TU_CHECKF(hlen % 8 == 0 && 8 + hlen + data_bytes == n, "hlen %" PRIu64 ", file %zu", hlen, n);
     const char *h = (const char *)raw + 8;
-    TU_CHECK(strncmp(h, "{\"__metadata__\":{\"backend\":\"ref\"", 32) == 0);
+    TU_CHECK(strncmp(h, "{\"__metadata__\":{\"backend\":\"cpu\"", 32) == 0);
     const char *pa = strstr(h, "\"a\":"), *pb = strstr(h, "\"b.f64\":"), *pc = strstr(h, "\"c\":"),
                *pl = strstr(h, "\"loss\":"), *pe = strstr(h, "\"empty\":");
     TU_CHECKF(pa && pb && pc && pl && pe && pa < pb && pb < pc && pc < pl && pl < pe,
@@ -149,7 +149,7 @@ static void test_round_trip(void)
     TU_CHECKF(anx_st_read(&f, path, err, sizeof err) == 0, "read: %s", err);
     TU_CHECK(f.count == 5);
     TU_CHECK(f.count == 5 && strcmp(f.tensors[0].name, "a") == 0 && strcmp(f.tensors[4].name, "empty") == 0);
-    TU_CHECK(anx_st_meta(&f, "backend") && strcmp(anx_st_meta(&f, "backend"), "ref") == 0);
+    TU_CHECK(anx_st_meta(&f, "backend") && strcmp(anx_st_meta(&f, "backend"), "cpu") == 0);
     TU_CHECK(anx_st_meta(&f, "note") && strcmp(anx_st_meta(&f, "note"), "quote \" and \\ survive") == 0);
     TU_CHECK(anx_st_meta(&f, "missing") == NULL);
     const anx_st_tensor *t = anx_st_find(&f, "a");

@@ -16,7 +16,7 @@ static const anx_model_config CFG = {1, 3, 2, 227}; /* grayscale, 3 classes, bat
 static anx_net *make_net(int threads)
 {
     char err[256];
-    anx_net *net = anx_net_create(&anx_backend_ref, &CFG, threads, err, sizeof err);
+    anx_net *net = anx_net_create(anx_backend_reference(), &CFG, threads, err, sizeof err);
     TU_CHECKF(net != NULL, "anx_net_create: %s", err);
     if (!net) exit(tu_finish("test_net_ref"));
     anx_net_init_params(net, SEED);
@@ -180,7 +180,7 @@ static void test_refusals(void)
 {
     char err[256] = "";
     anx_model_config bad = {3, 5, 2, 300};
-    TU_CHECK(anx_net_create(&anx_backend_ref, &bad, 1, err, sizeof err) == NULL);
+    TU_CHECK(anx_net_create(anx_backend_reference(), &bad, 1, err, sizeof err) == NULL);
     TU_CHECKF(strstr(err, "Linear-14") && strstr(err, "300"), "error names layer and size: %s", err);
     anx_net *net = make_net(1);
     float x[1];
