@@ -93,18 +93,11 @@ void anx_f32_linear_bwd_data__avx2_6x16(float *diff_src, const float *diff_dst, 
 anx_status anx_f32_linear_bwd_weights__avx2_6x16(float *diff_w, float *diff_b, const float *src,
                                            const float *diff_dst, int n, int k, int oc, int threads);
 
-/* Element-wise, pooling, loss and optimizer kernels (relu.c, dropout.c, maxpool.c, loss.c, adam.c). */
-void anx_f32_relu_fwd__avx2(float *dst, const float *src, size_t count, int threads);
-void anx_f32_relu_bwd_data__avx2(float *diff_src, const float *diff_dst, const float *dst, size_t count,
-                            int threads);
-void anx_f32_dropout__avx2(float *out, const float *in, const float *mask, size_t count, int threads);
+/* Pooling kernels (maxpool.c).  ReLU, dropout, the loss and Adam are the shared ops of
+ * anx/ops_shared.h (backend_avx2.c points its table at them). */
 void anx_f32_maxpool_fwd__avx2_8c(float *dst, const float *src, const anx_layer_desc *l, int threads);
 void anx_f32_maxpool_bwd_data__avx2_8c(float *diff_src, const float *diff_dst, const float *src,
                                   const anx_layer_desc *l, int threads);
-float anx_f32_loss_fwd__avx2(const float *logits, const int64_t *target, int n, int c);
-void anx_f32_loss_bwd_data__avx2(float *diff_src, const float *logits, const int64_t *target, int n, int c);
-void anx_f32_adam__avx2(float *param, const float *grad, float *exp_avg, float *exp_avg_sq, size_t count,
-                        const anx_adam_hparams *hp, int threads);
 
 /* exec-table entries, one per layer and direction. */
 anx_status ax_conv2d_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a);
@@ -114,15 +107,7 @@ const char *ax_conv2d_impl(const anx_layer_desc *l, anx_dir dir);
 anx_status ax_linear_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a);
 anx_status ax_linear_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a);
 anx_status ax_linear_bwd_weights(void *ctx, const anx_layer_desc *l, const anx_args *a);
-anx_status ax_relu_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a);
-anx_status ax_relu_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a);
 anx_status ax_maxpool_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a);
 anx_status ax_maxpool_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a);
-anx_status ax_dropout_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a);
-anx_status ax_dropout_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a);
-anx_status ax_loss_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a);
-anx_status ax_loss_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a);
-void ax_adam(float *param, const float *grad, float *exp_avg, float *exp_avg_sq, size_t n,
-             const anx_adam_hparams *hp, int threads);
 
 #endif

@@ -6,6 +6,7 @@
 
 #include <omp.h>
 
+#include "anx/ops_shared.h"
 #include "fast/avx2/avx2.h"
 
 /* ---- availability and per-layer state ---- */
@@ -50,12 +51,12 @@ static const char *avx2_impl_name(void *ctx, const anx_layer_desc *l, anx_dir di
 {
     (void)ctx;
     static const char *const names[ANX_OP_COUNT][ANX_DIR_COUNT] = {
-        [ANX_OP_RELU] = {ANX_IMPL_NAME(anx_f32_relu_fwd__avx2), ANX_IMPL_NAME(anx_f32_relu_bwd_data__avx2), NULL},
+        [ANX_OP_RELU] = {ANX_IMPL_NAME(anx_f32_relu_fwd__shared), ANX_IMPL_NAME(anx_f32_relu_bwd_data__shared), NULL},
         [ANX_OP_MAXPOOL] = {ANX_IMPL_NAME(anx_f32_maxpool_fwd__avx2_8c), ANX_IMPL_NAME(anx_f32_maxpool_bwd_data__avx2_8c), NULL},
         [ANX_OP_LINEAR] = {ANX_IMPL_NAME(anx_f32_linear_fwd__avx2_4x3), ANX_IMPL_NAME(anx_f32_linear_bwd_data__avx2_6x16),
                            ANX_IMPL_NAME(anx_f32_linear_bwd_weights__avx2_6x16)},
-        [ANX_OP_DROPOUT] = {ANX_IMPL_NAME(anx_f32_dropout__avx2), ANX_IMPL_NAME(anx_f32_dropout__avx2), NULL},
-        [ANX_OP_LOSS] = {ANX_IMPL_NAME(anx_f32_loss_fwd__avx2), ANX_IMPL_NAME(anx_f32_loss_bwd_data__avx2), NULL},
+        [ANX_OP_DROPOUT] = {ANX_IMPL_NAME(anx_f32_dropout__shared), ANX_IMPL_NAME(anx_f32_dropout__shared), NULL},
+        [ANX_OP_LOSS] = {ANX_IMPL_NAME(anx_f32_loss_fwd__shared), ANX_IMPL_NAME(anx_f32_loss_bwd_data__shared), NULL},
     };
     if ((unsigned)l->op >= ANX_OP_COUNT || (unsigned)dir >= ANX_DIR_COUNT) return "?";
     if (l->op == ANX_OP_CONV2D) return ax_conv2d_impl(l, dir);
@@ -65,6 +66,29 @@ static const char *avx2_impl_name(void *ctx, const anx_layer_desc *l, anx_dir di
 /* ---- layouts: every tensor is exactly its plain size, only the order differs ---- */
 
 static size_t avx2_tensor_floats(const anx_layer_desc *l, anx_slot slot) { return anx_desc_plain_count(l, slot); }
+
+/* ---- ReLU, dropout, the loss and Adam: the shared ops (anx/ops_shared.h); ReLU and dropout
+   over this backend's buffers with the layer's threads ---- */
+
+static anx_status relu_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a)
+{
+    return anx_relu_fwd__shared(a, avx2_tensor_floats(l, ANX_DST), ax_threads(ctx));
+}
+
+static anx_status relu_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a)
+{
+    return anx_relu_bwd_data__shared(a, avx2_tensor_floats(l, ANX_DST), ax_threads(ctx));
+}
+
+static anx_status dropout_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a)
+{
+    return anx_dropout_fwd__shared(a, avx2_tensor_floats(l, ANX_DST), ax_threads(ctx));
+}
+
+static anx_status dropout_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a)
+{
+    return anx_dropout_bwd_data__shared(a, avx2_tensor_floats(l, ANX_DST), ax_threads(ctx));
+}
 
 /* Copies between the plain tensor and this backend's layout, one direction or the other.  The
  * loops walk the plain order with offsets built up per row (no division per element, which made
@@ -162,13 +186,13 @@ const anx_backend anx_backend_avx2 = {
     .exec =
         {
             [ANX_OP_CONV2D] = {ax_conv2d_fwd, ax_conv2d_bwd_data, ax_conv2d_bwd_weights},
-            [ANX_OP_RELU] = {ax_relu_fwd, ax_relu_bwd_data, NULL},
+            [ANX_OP_RELU] = {relu_fwd, relu_bwd_data, NULL},
             [ANX_OP_MAXPOOL] = {ax_maxpool_fwd, ax_maxpool_bwd_data, NULL},
             [ANX_OP_LINEAR] = {ax_linear_fwd, ax_linear_bwd_data, ax_linear_bwd_weights},
-            [ANX_OP_DROPOUT] = {ax_dropout_fwd, ax_dropout_bwd_data, NULL},
-            [ANX_OP_LOSS] = {ax_loss_fwd, ax_loss_bwd_data, NULL},
+            [ANX_OP_DROPOUT] = {dropout_fwd, dropout_bwd_data, NULL},
+            [ANX_OP_LOSS] = {anx_loss_fwd__shared, anx_loss_bwd_data__shared, NULL},
         },
-    .adam = ax_adam,
+    .adam = anx_adam__shared,
     .peak_isa = ANX_PEAK_AVX2,
     .train_rank = 2, /* faster than ref, slower than onednn (docs/bench.md) */
 };
