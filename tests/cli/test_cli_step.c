@@ -141,7 +141,7 @@ static void check_keys(const anx_st_file *f)
     t = anx_st_find(f, "loss");
     TU_CHECK(t && t->dtype == ANX_DTYPE_F32 && t->count == 1 && t->ndim <= 1);
     const char *be = anx_st_meta(f, "backend"), *seed = anx_st_meta(f, "seed"), *st = anx_st_meta(f, "step");
-    TU_CHECKF(be && !strcmp(be, "ref") && seed && !strcmp(seed, "5") && st && !strcmp(st, "1"),
+    TU_CHECKF(be && !strcmp(be, TU_REF) && seed && !strcmp(seed, "5") && st && !strcmp(st, "1"),
               "metadata backend=%s seed=%s step=%s", be ? be : "-", seed ? seed : "-", st ? st : "-");
 }
 
@@ -344,7 +344,7 @@ int main(void)
     const char *A = path("A.safetensors"), *B = path("B.safetensors"), *C = path("C.safetensors"),
                *D = path("D.safetensors"), *E = path("E.safetensors"), *W = path("W.safetensors");
 
-    tu_run r = step((const char *[]){"step", "--backend", "ref", "--in-dim", "1", "--classes", "10", "--batch", "1",
+    tu_run r = step((const char *[]){"step", "--backend", TU_REF, "--in-dim", "1", "--classes", "10", "--batch", "1",
                                       "--seed", "5", "--dump", A, NULL});
     TU_CHECKF(strstr(r.out, "seed 5\n") && strstr(r.out, "step 1 loss ") && strstr(r.out, "dump "),
               "stdout: %s", r.out);

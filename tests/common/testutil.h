@@ -64,5 +64,7 @@ float tu_net_forward(anx_net *net, int train);
 void tu_net_backward(anx_net *net);
 void *tu_layer_create(const anx_backend *be, const anx_layer_desc *l, int threads);
 int tu_exec(const anx_backend *be, void *ctx, const anx_layer_desc *l, anx_dir dir, const anx_args *a);
+/* The reference backend's name, for command lines of tests that need the plain loops, not speed. */
+#define TU_REF (anx_backend_reference()->name)
 
 #endif

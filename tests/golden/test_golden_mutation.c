@@ -78,8 +78,8 @@ static int run_verify(const char *golden, const char *layer, char *out, size_t c
 {
     char cmd[1024], log[300];
     snprintf(log, sizeof log, "%s/verify.txt", tmpdir);
-    snprintf(cmd, sizeof cmd, "%s verify --backend ref --golden %s --layer %s --mode isolated --quiet > %s", ANX, golden,
-             layer, log);
+    snprintf(cmd, sizeof cmd, "%s verify --backend %s --golden %s --layer %s --mode isolated --quiet > %s", ANX, TU_REF,
+             golden, layer, log);
     int st = system(cmd);
     int rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
     out[0] = 0;
@@ -95,14 +95,15 @@ static int run_verify(const char *golden, const char *layer, char *out, size_t c
 /* Is there a table line naming layer and tensor with verdict FAILED? */
 static int names_failure(const char *out, const char *layer, const char *tensor)
 {
-    char pat[128];
+    char pat[128], first[64];
     snprintf(pat, sizeof pat, " %s ", tensor);
+    snprintf(first, sizeof first, "%s ", TU_REF); /* a row of the reference backend */
     for (const char *line = out; line && *line;) {
         const char *end = strchr(line, '\n');
         size_t len = end ? (size_t)(end - line) : strlen(line);
         char buf[512];
         snprintf(buf, sizeof buf, "%.*s", (int)(len < 511 ? len : 511), line);
-        if (strstr(buf, "ref ") == buf && strstr(buf, layer) && strstr(buf, pat) && strstr(buf, " FAILED "))
+        if (strstr(buf, first) == buf && strstr(buf, layer) && strstr(buf, pat) && strstr(buf, " FAILED "))
             return 1;
         line = end ? end + 1 : NULL;
     }
@@ -121,7 +122,9 @@ static void expect(const anx_st_file *f, const char *key, mut_kind kind, const c
     }
     TU_CHECKF(rc == 1, "mutant %s (kind %d): anx verify exit %d, want 1\n%s", key, (int)kind, rc, out);
     TU_CHECKF(names_failure(out, layer, tensor), "mutant %s: no FAILED line naming %s %s\n%s", key, layer, tensor, out);
-    TU_CHECKF(strstr(out, "reproduce: anx verify --backend ref") != NULL, "no reproduce command\n%s", out);
+    char reproduce[96];
+    snprintf(reproduce, sizeof reproduce, "reproduce: anx verify --backend %s", TU_REF);
+    TU_CHECKF(strstr(out, reproduce) != NULL, "no reproduce command\n%s", out);
 }
 
 int main(void)

@@ -101,14 +101,14 @@ static void test_compare_rules(void)
 static void test_bad_input(void)
 {
     anx_verify_report rep = {0};
-    anx_verify_opts o = {"ref", NULL, "all", 1, NULL};
+    anx_verify_opts o = {TU_REF, NULL, "all", 1, NULL};
     char err[512] = "";
     TU_CHECK(anx_verify_golden(&rep, "/nonexistent/golden.safetensors", &o, err, sizeof err) == 2);
     TU_CHECKF(strstr(err, "/nonexistent/golden.safetensors") != NULL, "err '%s'", err);
     o.backend = "cuda";
     TU_CHECK(anx_verify_golden(&rep, GOLDEN, &o, err, sizeof err) == 2);
     TU_CHECKF(strstr(err, "cuda") != NULL, "err '%s'", err);
-    o.backend = "ref", o.layer = "Conv2d-99";
+    o.backend = TU_REF, o.layer = "Conv2d-99";
     TU_CHECK(anx_verify_golden(&rep, GOLDEN, &o, err, sizeof err) == 2);
     TU_CHECKF(strstr(err, "Conv2d-99") != NULL, "err '%s'", err);
     TU_CHECK(rep.count == 0);

@@ -195,7 +195,7 @@ static void cases_step(void)
 {
     expect_bad("unknown flag", ARGS("step", "--frobnicate", "1"), "'--frobnicate'", "unknown flag");
     expect_bad("flag without value", ARGS("step", "--backend"), "--backend", "needs a value");
-    expect_bad("extra argument", ARGS("step", "--backend", "ref", "extra"), "'extra'", NULL);
+    expect_bad("extra argument", ARGS("step", "--backend", TU_REF, "extra"), "'extra'", NULL);
     expect_bad("wrong type", ARGS("step", "--batch", "two"), "--batch", "'two'");
     expect_bad("float for an int", ARGS("step", "--steps", "1.5"), "--steps", "'1.5'");
     expect_bad("zero batch", ARGS("step", "--batch", "0"), "--batch", "0");
@@ -229,7 +229,7 @@ static void cases_step(void)
         printf("skipped: step under RLIMIT_AS (ASan's shadow memory does not fit under the limit)\n");
     } else {
         expect_bad_with(&(tu_spawn_opts){.as_bytes = 768LL << 20}, "malloc fails under RLIMIT_AS 768 MiB",
-                        ARGS("step", "--batch", "1", "--backend", "ref"), "out of memory", "Alexnet(3, 1000)");
+                        ARGS("step", "--batch", "1", "--backend", TU_REF), "out of memory", "Alexnet(3, 1000)");
     }
 }
 

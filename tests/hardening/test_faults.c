@@ -248,7 +248,7 @@ static void nan_checkpoint(void)
 
 static void dump_faults(void)
 {
-    tu_run r = tu_spawn(&(tu_spawn_opts){0}, ARGS("step", "--in-dim", "1", "--classes", "10", "--batch", "1", "--backend", "ref",
+    tu_run r = tu_spawn(&(tu_spawn_opts){0}, ARGS("step", "--in-dim", "1", "--classes", "10", "--batch", "1", "--backend", TU_REF,
                                          "--dump", "/dev/full"));
     expect_line("--dump /dev/full", &r, 2, "--dump /dev/full", "No space left on device");
     TU_CHECKF(dev_full_intact(), "--dump /dev/full: /dev/full is no longer a character device");
@@ -306,7 +306,7 @@ static void verify_faults(void)
     fwrite(whole, 1, n, o);
     fclose(o);
     free(whole);
-    tu_run r = tu_spawn(&(tu_spawn_opts){0}, ARGS("verify", "--golden", g, "--backend", "ref", "--layer", "ReLU-2", "--quiet"));
+    tu_run r = tu_spawn(&(tu_spawn_opts){0}, ARGS("verify", "--golden", g, "--backend", TU_REF, "--layer", "ReLU-2", "--quiet"));
     TU_CHECKF(r.status == 1, "verify with a NaN in sample.out.ReLU-2: exit %d (signal %d), want 1: %s", r.status,
               r.signal, r.err);
     int named = 0;
