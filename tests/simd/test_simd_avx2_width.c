@@ -37,40 +37,34 @@ static float *imported(const anx_backend *be, const anx_layer_desc *l, anx_slot 
 }
 
 static outs run(const anx_backend *be, const anx_layer_desc *l, anx_dir dir, float *const in[ANX_SLOT_COUNT],
-                const float *diff_dst, const float *mask, const int64_t *target, int threads)
+                const float *diff_dst, int threads)
 {
     outs r = {0};
     void *ctx = NULL;
     TU_CHECKF(anx_backend_layer_create(be, &ctx, l, threads) == NULL, "%s layer_create", be->name);
     anx_args a = {0};
-    float loss = 0;
     a.src = imported(be, l, ANX_SRC, in[ANX_SRC]);
     a.dst = dir == ANX_FWD ? NULL : imported(be, l, ANX_DST, in[ANX_DST]);
     a.weights = imported(be, l, ANX_WEIGHTS, in[ANX_WEIGHTS]);
     a.bias = imported(be, l, ANX_BIAS, in[ANX_BIAS]);
     a.diff_dst = imported(be, l, ANX_DST, diff_dst);
-    float *m = imported(be, l, ANX_DST, mask);
-    a.mask = m, a.target = target, a.loss = &loss;
     const anx_slot s1 = dir == ANX_FWD ? ANX_DST : dir == ANX_BWD_DATA ? ANX_SRC : ANX_WEIGHTS;
     float *out1 = NULL, *out2 = NULL;
-    if (!(l->op == ANX_OP_LOSS && dir == ANX_FWD)) out1 = tu_alloc(be->tensor_floats(l, s1), "output");
+    out1 = tu_alloc(be->tensor_floats(l, s1), "output");
     if (dir == ANX_BWD_WEIGHTS) out2 = tu_alloc(be->tensor_floats(l, ANX_BIAS), "output 2");
     if (dir == ANX_FWD) a.dst = out1;
     if (dir == ANX_BWD_DATA) a.diff_src = out1;
     if (dir == ANX_BWD_WEIGHTS) a.diff_weights = out1, a.diff_bias = out2;
     TU_CHECKF(be->exec[l->op][dir](ctx, l, &a) == NULL, "%s %s %s exec", be->name, l->name, anx_dir_name(dir));
-    r.n1 = out1 ? anx_desc_plain_count(l, s1) : 1;
+    r.n1 = anx_desc_plain_count(l, s1);
     r.o1 = malloc(r.n1 * sizeof(float));
-    if (out1)
-        be->tensor_export(l, s1, r.o1, out1);
-    else
-        r.o1[0] = loss;
+    be->tensor_export(l, s1, r.o1, out1);
     if (out2) {
         r.n2 = anx_desc_plain_count(l, ANX_BIAS);
         r.o2 = malloc(r.n2 * sizeof(float));
         be->tensor_export(l, ANX_BIAS, r.o2, out2);
     }
-    tu_free(a.src), tu_free(a.weights), tu_free(a.bias), tu_free(a.diff_dst), tu_free(m), tu_free(out1), tu_free(out2);
+    tu_free(a.src), tu_free(a.weights), tu_free(a.bias), tu_free(a.diff_dst), tu_free(out1), tu_free(out2);
     if (dir != ANX_FWD) tu_free(a.dst);
     if (be->layer_destroy) be->layer_destroy(ctx);
     return r;
@@ -100,18 +94,9 @@ static void check_layer(const anx_layer_desc *l, uint64_t seed)
         in[ANX_WEIGHTS] = filled(anx_desc_plain_count(l, ANX_WEIGHTS), seed + 1, 0);
         in[ANX_BIAS] = filled(anx_desc_plain_count(l, ANX_BIAS), seed + 2, 0);
     }
-    const size_t nd = l->op == ANX_OP_LOSS ? 0 : anx_desc_plain_count(l, ANX_DST);
-    in[ANX_DST] = filled(nd, seed + 3, 0); /* relu bwd reads dst: any values do */
-    float *diff_dst = filled(nd, seed + 4, 0), *mask = NULL;
-    int64_t *target = NULL;
-    if (l->op == ANX_OP_DROPOUT) {
-        mask = malloc(nd * sizeof *mask);
-        tu_fill_int(mask, nd, seed + 5, 2, 2, 0.5); /* 0 or 2 */
-    }
-    if (l->op == ANX_OP_LOSS) {
-        target = malloc((size_t)l->n * sizeof *target);
-        for (int i = 0; i < l->n; i++) target[i] = (int64_t)((seed + 7u * (uint64_t)i) % (uint64_t)l->ic);
-    }
+    const size_t nd = anx_desc_plain_count(l, ANX_DST);
+    in[ANX_DST] = filled(nd, seed + 3, 0); /* read by no conv, pooling or linear direction: any values do */
+    float *diff_dst = filled(nd, seed + 4, 0);
     for (int s = 0; s < ANX_SLOT_COUNT; s++)
         TU_CHECKF(hand->tensor_floats(l, (anx_slot)s) == shared->tensor_floats(l, (anx_slot)s),
                   "%s slot %d: layout sizes differ", l->name, s);
@@ -125,14 +110,14 @@ static void check_layer(const anx_layer_desc *l, uint64_t seed)
         snprintf(what, sizeof what, "%s %s [n%d %dx%dx%d -> %dx%dx%d k%d s%d p%d] seed %llu", l->name,
                  anx_dir_name(dir), l->n, l->ic, l->ih, l->iw, l->oc, l->oh, l->ow, l->kh, l->stride, l->pad,
                  (unsigned long long)seed);
-        outs h = run(hand, l, dir, in, diff_dst, mask, target, 2);
-        outs s = run(shared, l, dir, in, diff_dst, mask, target, 2);
+        outs h = run(hand, l, dir, in, diff_dst, 2);
+        outs s = run(shared, l, dir, in, diff_dst, 2);
         tu_expect_bitwise(s.o1, h.o1, h.n1, what);
         if (h.o2) tu_expect_bitwise(s.o2, h.o2, h.n2, what);
         free(h.o1), free(h.o2), free(s.o1), free(s.o2);
     }
     for (int s = 0; s < ANX_SLOT_COUNT; s++) free(in[s]);
-    free(diff_dst), free(mask), free(target);
+    free(diff_dst);
 }
 
 static anx_layer_desc make(anx_op op, const char *name, int n, int ic, int ih, int iw, int oc, int k, int stride,
@@ -178,7 +163,8 @@ int main(void)
     TU_CHECKF(anx_model_init(&m, &cfg, err, sizeof err) == 0, "model: %s", err);
     for (int i = 0; i < ANX_NUM_LAYERS; i++) {
         const anx_op op = m.layers[i].op; /* ReLU and dropout are anx/ops_shared.h's, not fast/simd's */
-        if (op == ANX_OP_CONV2D || op == ANX_OP_MAXPOOL || op == ANX_OP_LINEAR) check_layer(&m.layers[i], 1000 + 10 * (uint64_t)i);
+        if (op == ANX_OP_CONV2D || op == ANX_OP_MAXPOOL || op == ANX_OP_LINEAR)
+            check_layer(&m.layers[i], 1000 + 10 * (uint64_t)i);
     }
 
     return tu_finish("test_simd_avx2_width");
