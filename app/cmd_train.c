@@ -270,6 +270,7 @@ static int nonfinite(trainer *t, int count, int epoch, int batch)
     return ANX_EXIT_FAIL;
 }
 
+/* 0; 2 with err when an image cannot be read; 3 with err when the network cannot run. */
 static int evaluate(trainer *t, double *acc, char *err, size_t errlen)
 {
     const int nc = t->train.n_classes, b = t->o.batch;
@@ -285,7 +286,7 @@ static int evaluate(trainer *t, double *acc, char *err, size_t errlen)
         float loss;
         if (anx_net_forward(t->net, 0, &loss)) {
             snprintf(err, errlen, "%s", anx_net_error(t->net));
-            return 2;
+            return 3; /* not the data's fault: no --skip-bad hint */
         }
         anx_net_get_activation(t->net, ANX_NUM_LAYERS - 1, 0, t->logits);
         for (int i = 0; i < count; i++) right += argmax(t->logits + (size_t)i * nc, nc) == t->y[i];
@@ -363,9 +364,9 @@ static int train_loop(trainer *t)
         }
         const double secs = cli_now() - t0, ips = seen / secs;
         double vacc;
-        if (evaluate(t, &vacc, err, sizeof err)) {
+        if ((rc = evaluate(t, &vacc, err, sizeof err))) {
             free(grid_x);
-            return cli_error(CMD, "%s (use --skip-bad to skip unreadable images)", err);
+            return rc == 3 ? cli_error(CMD, "%s", err) : cli_error(CMD, "%s (use --skip-bad to skip unreadable images)", err);
         }
         const double loss = seen ? loss_sum / seen : 0, acc = seen ? (double)right / seen : 0;
         printf("epoch %d/%d: train loss %.4f acc %.3f | val acc %.3f | %.2f img/s, %.1f s (loader wait %.1f s)",
