@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "anx/ops_shared.h"
 #include "onednn_internal.h"
 
 static _Thread_local char g_pending[256];  /* the first failure not yet handed to a caller */
@@ -327,6 +328,33 @@ int anx_onednn_ctx_threads(const void *ctx)
     return ctx ? ((const onednn_ctx_head *)ctx)->threads : omp_get_max_threads();
 }
 
+/* ReLU, dropout, the loss and Adam are the shared ops (anx/ops_shared.h): oneDNN 2.6's eltwise
+ * relu maps NaN to 0 and -0 to +0 (torch.relu keeps both), and its backward writes diff_dst * 0
+ * (-0) where PyTorch writes +0.  Element-wise over the whole buffer, padding included. */
+static anx_status relu_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a)
+{
+    anx_status st = anx_relu_fwd__shared(a, onednn_tensor_floats(l, ANX_DST), anx_onednn_ctx_threads(ctx));
+    return st ? st : anx_onednn_take_status(); /* the size query is a oneDNN call */
+}
+
+static anx_status relu_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a)
+{
+    anx_status st = anx_relu_bwd_data__shared(a, onednn_tensor_floats(l, ANX_DST), anx_onednn_ctx_threads(ctx));
+    return st ? st : anx_onednn_take_status();
+}
+
+static anx_status dropout_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a)
+{
+    anx_status st = anx_dropout_fwd__shared(a, onednn_tensor_floats(l, ANX_DST), anx_onednn_ctx_threads(ctx));
+    return st ? st : anx_onednn_take_status();
+}
+
+static anx_status dropout_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a)
+{
+    anx_status st = anx_dropout_bwd_data__shared(a, onednn_tensor_floats(l, ANX_DST), anx_onednn_ctx_threads(ctx));
+    return st ? st : anx_onednn_take_status();
+}
+
 static const char *onednn_unavailable(void)
 {
     return dnnl_engine_get_count(dnnl_cpu) < 1 ? "oneDNN reports no CPU engine" : NULL;
@@ -358,7 +386,6 @@ static anx_status onednn_layer_create(void **out, const anx_layer_desc *l, int t
     void *ctx = NULL;
     switch (l->op) {
     case ANX_OP_CONV2D: ctx = anx_onednn_conv2d_create(l, threads); break;
-    case ANX_OP_RELU: ctx = anx_onednn_relu_create(l, threads); break;
     case ANX_OP_MAXPOOL: ctx = anx_onednn_maxpool_create(l, threads); break;
     case ANX_OP_LINEAR: ctx = anx_onednn_linear_create(l, threads); break;
     default: {
@@ -384,7 +411,6 @@ static void onednn_layer_destroy(void *ctx)
     switch (((onednn_ctx_head *)ctx)->op) {
     case ANX_OP_CONV2D:
     case ANX_OP_LINEAR: onednn_weighted_destroy(ctx); break;
-    case ANX_OP_RELU: anx_onednn_relu_destroy(ctx); break;
     case ANX_OP_MAXPOOL: anx_onednn_maxpool_destroy(ctx); break;
     default: free(ctx);
     }
@@ -394,11 +420,11 @@ static const char *onednn_impl_name(void *ctx, const anx_layer_desc *l, anx_dir 
 {
     switch (l->op) {
     case ANX_OP_CONV2D: return ctx ? anx_onednn_conv2d_impl(ctx, dir) : "oneDNN convolution";
-    case ANX_OP_RELU: return ctx ? anx_onednn_relu_impl(ctx, dir) : "oneDNN eltwise";
+    case ANX_OP_RELU: return dir == ANX_FWD ? ANX_IMPL_NAME(anx_f32_relu_fwd__shared) : ANX_IMPL_NAME(anx_f32_relu_bwd_data__shared);
     case ANX_OP_MAXPOOL: return ctx ? anx_onednn_maxpool_impl(ctx, dir) : "oneDNN pooling";
     case ANX_OP_LINEAR: return ctx ? anx_onednn_linear_impl(ctx, dir) : "oneDNN inner_product";
-    case ANX_OP_DROPOUT: return dir == ANX_FWD ? "anx_f32_dropout_fwd__onednn_omp" : "anx_f32_dropout_bwd_data__onednn_omp";
-    case ANX_OP_LOSS: return dir == ANX_FWD ? "anx_f32_loss_fwd__onednn_omp" : "anx_f32_loss_bwd_data__onednn_omp";
+    case ANX_OP_DROPOUT: return ANX_IMPL_NAME(anx_f32_dropout__shared);
+    case ANX_OP_LOSS: return dir == ANX_FWD ? ANX_IMPL_NAME(anx_f32_loss_fwd__shared) : ANX_IMPL_NAME(anx_f32_loss_bwd_data__shared);
     default: return "?";
     }
 }
@@ -416,13 +442,14 @@ const anx_backend anx_backend_onednn = {
     .exec =
         {
             [ANX_OP_CONV2D] = {anx_onednn_conv2d_fwd, anx_onednn_conv2d_bwd_data, anx_onednn_conv2d_bwd_weights},
-            [ANX_OP_RELU] = {anx_onednn_relu_fwd, anx_onednn_relu_bwd_data, NULL},
+            [ANX_OP_RELU] = {relu_fwd, relu_bwd_data, NULL},
             [ANX_OP_MAXPOOL] = {anx_onednn_maxpool_fwd, anx_onednn_maxpool_bwd_data, NULL},
             [ANX_OP_LINEAR] = {anx_onednn_linear_fwd, anx_onednn_linear_bwd_data, anx_onednn_linear_bwd_weights},
-            [ANX_OP_DROPOUT] = {anx_onednn_dropout_fwd, anx_onednn_dropout_bwd_data, NULL},
-            [ANX_OP_LOSS] = {anx_onednn_loss_fwd, anx_onednn_loss_bwd_data, NULL},
+            [ANX_OP_DROPOUT] = {dropout_fwd, dropout_bwd_data, NULL},
+            [ANX_OP_LOSS] = {anx_loss_fwd__shared, anx_loss_bwd_data__shared, NULL},
         },
-    .adam = anx_onednn_adam,
+    .adam = anx_adam__shared,
     .peak_isa = ANX_PEAK_BEST, /* oneDNN dispatches to the best ISA of the CPU */
     .train_rank = 3,           /* the fastest step measured here (docs/bench.md) */
+    .bits_vary_with_threads = 1, /* its conv bwd_weights and inner products split sums over threads */
 };

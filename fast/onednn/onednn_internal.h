@@ -106,13 +106,10 @@ const char *anx_onednn_conv2d_declines(const anx_layer_desc *l, anx_dir dir);
 /* Per-layer contexts: one create / destroy / impl_name per layer file (conv2d and linear are
  * destroyed by onednn_weighted_destroy, below). */
 void *anx_onednn_conv2d_create(const anx_layer_desc *l, int threads);
-void *anx_onednn_relu_create(const anx_layer_desc *l, int threads);
 void *anx_onednn_maxpool_create(const anx_layer_desc *l, int threads);
 void *anx_onednn_linear_create(const anx_layer_desc *l, int threads);
-void anx_onednn_relu_destroy(void *ctx);
 void anx_onednn_maxpool_destroy(void *ctx);
 const char *anx_onednn_conv2d_impl(void *ctx, anx_dir dir);
-const char *anx_onednn_relu_impl(void *ctx, anx_dir dir);
 const char *anx_onednn_maxpool_impl(void *ctx, anx_dir dir);
 const char *anx_onednn_linear_impl(void *ctx, anx_dir dir);
 
@@ -122,7 +119,7 @@ typedef struct onednn_ctx_head {
     int threads;
 } onednn_ctx_head;
 
-/* A ctx for the ops written here (dropout, loss): only the thread count. */
+/* A ctx for the shared ops (relu, dropout, loss; anx/ops_shared.h): only the thread count. */
 typedef struct onednn_plain_ctx {
     onednn_ctx_head head;
 } onednn_plain_ctx;
@@ -177,19 +174,11 @@ void onednn_weighted_bwd_weights(onednn_weighted_layer *wl, const anx_args *a);
 anx_status anx_onednn_conv2d_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a);
 anx_status anx_onednn_conv2d_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a);
 anx_status anx_onednn_conv2d_bwd_weights(void *ctx, const anx_layer_desc *l, const anx_args *a);
-anx_status anx_onednn_relu_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a);
-anx_status anx_onednn_relu_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a);
 anx_status anx_onednn_maxpool_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a);
 anx_status anx_onednn_maxpool_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a);
 anx_status anx_onednn_linear_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a);
 anx_status anx_onednn_linear_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a);
 anx_status anx_onednn_linear_bwd_weights(void *ctx, const anx_layer_desc *l, const anx_args *a);
-anx_status anx_onednn_dropout_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a);
-anx_status anx_onednn_dropout_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a);
-anx_status anx_onednn_loss_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a);
-anx_status anx_onednn_loss_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a);
-void anx_onednn_adam(float *param, const float *grad, float *exp_avg, float *exp_avg_sq, size_t n,
-                     const anx_adam_hparams *hp, int threads);
 
 /* Threads of a ctx (OpenMP's default when ctx is NULL). */
 int anx_onednn_ctx_threads(const void *ctx);

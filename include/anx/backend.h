@@ -95,6 +95,11 @@ typedef struct anx_backend {
        verify's reproduce line for rows of the golden data itself), with its own, smaller batch
        list in anx-bench.  Exactly one compiled backend has it; anx_backend_reference() finds it. */
     int is_reference;
+    /* 1 when the rounding of its sums may depend on the thread count (oneDNN splits reductions
+       over threads: conv bwd_weights, inner product).  The harness (tests/backends) then holds
+       each thread count to the reference's error bound instead of to the others' bits; 0 (the
+       default) promises the same bits for any thread count. */
+    int bits_vary_with_threads;
 } anx_backend;
 
 /* The implementation name of kernel fn for impl_name tables: its C symbol as a string, which only
