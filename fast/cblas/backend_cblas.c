@@ -25,6 +25,10 @@
 
 typedef struct cb_lib {
     char name[96];            /* "openblas-0.3.21-pthread", "blis-openmp", "blas" (netlib) */
+    /* OpenBLAS's kernel set (openblas_get_corename), else "".  It matters: 0.3.21 does not know
+       this VM's Xeon (family 6 model 207) and falls back to Prescott's SSE3 kernels, about 7x
+       slower than with OPENBLAS_CORETYPE=SkylakeX (docs/bench.md) */
+    char core[32];
     void (*set_threads)(int); /* openblas_set_num_threads when exported, else NULL */
     const char *env;          /* else the variable it reads at its first call, or NULL (serial) */
 } cb_lib;
@@ -44,6 +48,8 @@ static int lib_from_openblas(void)
     const int par = get_parallel ? get_parallel() : -1;
     snprintf(g_lib.name, sizeof g_lib.name, "openblas-%s-%s", version,
              par == 0 ? "serial" : par == 1 ? "pthread" : par == 2 ? "openmp" : "?");
+    char *(*get_core)(void) = (char *(*)(void))dlsym(RTLD_DEFAULT, "openblas_get_corename");
+    if (get_core) snprintf(g_lib.core, sizeof g_lib.core, "%.31s", get_core());
     g_lib.set_threads = (void (*)(int))dlsym(RTLD_DEFAULT, "openblas_set_num_threads");
     g_lib.env = g_lib.set_threads ? NULL : "OPENBLAS_NUM_THREADS";
     return 1;
@@ -93,16 +99,18 @@ static const char *cb_supports(const anx_layer_desc *l, anx_dir dir)
     return NULL;
 }
 
-/* "cblas:openblas-0.3.21-pthread im2col 8.38 MiB": the library really loaded, and for Conv2d the
- * bytes of its im2col buffers (one per thread; short enough for anx verify's impl column) */
+/* "cblas:openblas-0.3.21-pthread SkylakeX im2col 8.38 MiB": the library really loaded, its
+ * kernels when it says, and for Conv2d the bytes of its im2col buffers (one per thread) */
 static void impl_line(cb_ctx *c, const anx_layer_desc *l)
 {
-    const char *name = lib()->name;
+    const cb_lib *L = lib();
     const double mib = (double)c->col_floats * sizeof(float) / (1024.0 * 1024.0);
+    char name[136];
+    snprintf(name, sizeof name, "%.95s%s%.31s", L->name, L->core[0] ? " " : "", L->core);
     if (l->op == ANX_OP_CONV2D)
-        snprintf(c->impl, sizeof c->impl, "cblas:%.95s im2col %.2f MiB", name, mib);
+        snprintf(c->impl, sizeof c->impl, "cblas:%s im2col %.2f MiB", name, mib);
     else
-        snprintf(c->impl, sizeof c->impl, "cblas:%.95s sgemm", name);
+        snprintf(c->impl, sizeof c->impl, "cblas:%s sgemm", name);
 }
 
 static anx_status cb_layer_create(void **ctx, const anx_layer_desc *l, int threads)
