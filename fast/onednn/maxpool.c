@@ -7,6 +7,7 @@
  * forward from src into a scratch dst owned by the ctx.  Caveat: the check is by pointer, so a
  * caller that rewrites src in place between forward and backward must run forward again.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -72,6 +73,44 @@ const char *anx_onednn_maxpool_impl(void *ctx, anx_dir dir)
 }
 
 /* dst [n,c,oh,ow] = max over each kh x kw window of src [n,c,ih,iw]; records the winners */
+/* Offset of (n, c, y, x) in an activation md of this backend (nChw{B}c, nchw, or nc for 1x1). */
+static size_t act_off(const dnnl_memory_desc_t *md, int n, int c, int y, int x)
+{
+    const dnnl_blocking_desc_t *b = &md->format_desc.blocking;
+    const int B = b->inner_nblks ? (int)b->inner_blks[0] : 1;
+    size_t off = (size_t)n * (size_t)b->strides[0] + (size_t)(c / B) * (size_t)b->strides[1] + (size_t)(c % B);
+    if (md->ndims == 4) off += (size_t)y * (size_t)b->strides[2] + (size_t)x * (size_t)b->strides[3];
+    return off;
+}
+
+/* oneDNN 2.6's max pooling drops NaN (an all-NaN window gives -FLT_MAX, a NaN beside numbers is
+ * ignored: measured), where PyTorch lets a NaN win (the last one in the window, as ref), so a
+ * corrupt weight would pass silently.  When src holds a NaN (one scan; rare), the windows that
+ * read one get it.  The backward still follows oneDNN's workspace there (a documented gap). */
+static void nan_wins(const anx_layer_desc *l, const float *src, float *dst)
+{
+    dnnl_memory_desc_t smd, dmd;
+    anx_onednn_act_md(&smd, l->n, l->ic, l->ih, l->iw);
+    anx_onednn_act_md(&dmd, l->n, l->oc, l->oh, l->ow);
+    const size_t ns = dnnl_memory_desc_get_size(&smd) / sizeof(float);
+    size_t nans = 0;
+    for (size_t i = 0; i < ns; i++) nans += isnan(src[i]) != 0;
+    if (!nans) return;
+    for (int n = 0; n < l->n; n++)
+        for (int c = 0; c < l->oc; c++)
+            for (int oy = 0; oy < l->oh; oy++)
+                for (int ox = 0; ox < l->ow; ox++) {
+                    int found = 0;
+                    float last = 0.0f;
+                    for (int ky = 0; ky < l->kh; ky++)
+                        for (int kx = 0; kx < l->kw; kx++) {
+                            const float v = src[act_off(&smd, n, c, oy * l->stride + ky, ox * l->stride + kx)];
+                            if (isnan(v)) found = 1, last = v;
+                        }
+                    if (found) dst[act_off(&dmd, n, c, oy, ox)] = last;
+                }
+}
+
 anx_status anx_onednn_maxpool_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a)
 {
     anx_status st = anx_onednn_need_ctx(ctx, l);
@@ -79,6 +118,7 @@ anx_status anx_onednn_maxpool_fwd(void *ctx, const anx_layer_desc *l, const anx_
     pool_ctx *c = ctx;
     void *bufs[] = {a->src, a->dst};
     onednn_prim_exec(&c->fwd, bufs, c->head.threads);
+    nan_wins(l, a->src, a->dst);
     c->ws_src = a->src;
     return anx_onednn_take_status(); /* a oneDNN call that failed in here or before */
 }
