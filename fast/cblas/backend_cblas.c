@@ -30,6 +30,10 @@ typedef struct cb_lib {
        slower than with OPENBLAS_CORETYPE=SkylakeX (docs/bench.md) */
     char core[32];
     void (*set_threads)(int); /* openblas_set_num_threads when exported, else NULL */
+    /* Serial calls from several threads at once are safe: only for OpenBLAS so far.  Debian's
+       BLIS 0.9.0 (blis-openmp) crashed (SIGSEGV inside its sgemm, on an OpenMP worker) when two
+       threads ran conv bwd_weights tiles at once in anx-bench; elsewhere the tiles run on one thread. */
+    int concurrent;
     const char *env;          /* else the variable it reads at its first call, or NULL (serial) */
 } cb_lib;
 
@@ -52,6 +56,7 @@ static int lib_from_openblas(void)
     if (get_core) snprintf(g_lib.core, sizeof g_lib.core, "%.31s", get_core());
     g_lib.set_threads = (void (*)(int))dlsym(RTLD_DEFAULT, "openblas_set_num_threads");
     g_lib.env = g_lib.set_threads ? NULL : "OPENBLAS_NUM_THREADS";
+    g_lib.concurrent = 1;
     return 1;
 }
 
@@ -107,10 +112,11 @@ static void impl_line(cb_ctx *c, const anx_layer_desc *l)
     const double mib = (double)c->col_floats * sizeof(float) / (1024.0 * 1024.0);
     char name[136];
     snprintf(name, sizeof name, "%.95s%s%.31s", L->name, L->core[0] ? " " : "", L->core);
+    const char *serial = c->blas_threads < c->threads ? " 1 thread" : "";
     if (l->op == ANX_OP_CONV2D)
-        snprintf(c->impl, sizeof c->impl, "cblas:%s im2col %.2f MiB", name, mib);
+        snprintf(c->impl, sizeof c->impl, "cblas:%s im2col %.2f MiB%s", name, mib, serial);
     else
-        snprintf(c->impl, sizeof c->impl, "cblas:%s sgemm", name);
+        snprintf(c->impl, sizeof c->impl, "cblas:%s sgemm%s", name, serial);
 }
 
 static anx_status cb_layer_create(void **ctx, const anx_layer_desc *l, int threads)
@@ -118,9 +124,10 @@ static anx_status cb_layer_create(void **ctx, const anx_layer_desc *l, int threa
     *ctx = NULL;
     cb_ctx *c = calloc(1, sizeof *c);
     if (!c) return anx_status_oom("the cblas layer context", sizeof *c);
-    c->threads = threads > 0 ? threads : omp_get_max_threads(); /* fixed: col has one slice per thread */
+    c->threads = threads > 0 ? threads : omp_get_max_threads();
+    c->blas_threads = lib()->concurrent ? c->threads : 1; /* fixed: col has one slice per thread */
     if (l->op == ANX_OP_CONV2D) {
-        c->col_floats = cb_col_floats(l) * (size_t)c->threads;
+        c->col_floats = cb_col_floats(l) * (size_t)c->blas_threads;
         c->col = malloc((c->col_floats ? c->col_floats : 1) * sizeof *c->col);
         if (!c->col) {
             const size_t bytes = c->col_floats * sizeof(float);
@@ -190,7 +197,7 @@ static anx_status conv2d_fwd(void *ctx, const anx_layer_desc *l, const anx_args 
     NEED_CTX(ctx);
     const cb_ctx *c = ctx;
     anx_f32_conv2d_fwd__cblas_im2col(a->dst, a->src, a->weights, a->bias, c->col, l->n, l->ic, l->ih, l->iw, l->oc,
-                                     l->oh, l->ow, l->kh, l->kw, l->stride, l->pad, c->threads);
+                                     l->oh, l->ow, l->kh, l->kw, l->stride, l->pad, c->blas_threads);
     return NULL;
 }
 
@@ -199,7 +206,7 @@ static anx_status conv2d_bwd_data(void *ctx, const anx_layer_desc *l, const anx_
     NEED_CTX(ctx);
     const cb_ctx *c = ctx;
     anx_f32_conv2d_bwd_data__cblas_col2im(a->diff_src, a->diff_dst, a->weights, c->col, l->n, l->ic, l->ih, l->iw,
-                                          l->oc, l->oh, l->ow, l->kh, l->kw, l->stride, l->pad, c->threads);
+                                          l->oc, l->oh, l->ow, l->kh, l->kw, l->stride, l->pad, c->blas_threads);
     return NULL;
 }
 
@@ -209,7 +216,7 @@ static anx_status conv2d_bwd_weights(void *ctx, const anx_layer_desc *l, const a
     const cb_ctx *c = ctx;
     anx_f32_conv2d_bwd_weights__cblas_im2col(a->diff_weights, a->diff_bias, a->src, a->diff_dst, c->col, l->n, l->ic,
                                              l->ih, l->iw, l->oc, l->oh, l->ow, l->kh, l->kw, l->stride, l->pad,
-                                             c->threads);
+                                             c->blas_threads);
     return NULL;
 }
 
@@ -219,14 +226,15 @@ static int linear_k(const anx_layer_desc *l) { return l->ic * l->ih * l->iw; }
 static anx_status linear_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a)
 {
     NEED_CTX(ctx);
-    anx_f32_linear_fwd__cblas_sgemm(a->dst, a->src, a->weights, a->bias, l->n, linear_k(l), l->oc, cb_threads(ctx));
+    anx_f32_linear_fwd__cblas_sgemm(a->dst, a->src, a->weights, a->bias, l->n, linear_k(l), l->oc,
+                                    ((const cb_ctx *)ctx)->blas_threads);
     return NULL;
 }
 
 static anx_status linear_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a)
 {
     NEED_CTX(ctx);
-    anx_f32_linear_bwd_data__cblas_sgemm(a->diff_src, a->diff_dst, a->weights, l->n, linear_k(l), l->oc, cb_threads(ctx));
+    anx_f32_linear_bwd_data__cblas_sgemm(a->diff_src, a->diff_dst, a->weights, l->n, linear_k(l), l->oc, ((const cb_ctx *)ctx)->blas_threads);
     return NULL;
 }
 
@@ -234,7 +242,7 @@ static anx_status linear_bwd_weights(void *ctx, const anx_layer_desc *l, const a
 {
     NEED_CTX(ctx);
     anx_f32_linear_bwd_weights__cblas_sgemm(a->diff_weights, a->diff_bias, a->src, a->diff_dst, l->n, linear_k(l),
-                                            l->oc, cb_threads(ctx));
+                                            l->oc, ((const cb_ctx *)ctx)->blas_threads);
     return NULL;
 }
 

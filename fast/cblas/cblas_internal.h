@@ -21,6 +21,8 @@
 
 typedef struct cb_ctx {
     int threads;       /* the layer's thread count (<= 0: OpenMP's default at layer_create) */
+    int blas_threads;  /* threads of the Conv2d/Linear kernels: threads, or 1 where the library
+                          is not known to take concurrent calls (backend_cblas.c) */
     float *col;        /* Conv2d: one im2col matrix per thread, col_floats in all; else NULL */
     size_t col_floats;
     char impl[256];    /* impl_name of a Conv2d: the library, the lowering and the buffer's size */
