@@ -5,14 +5,14 @@
  * parameters.  Also: avx2 with 1 and 2 threads gives the same bits for all of them.
  *
  * Tolerances (chained, so normwise per tensor: max|avx2 - ref| <= tol * max|ref|):
- *  - one conv/linear layer alone is within 2 gamma_K S of ref (test_avx2_layers), i.e. a
+ *  - one conv/linear layer alone is within 2 gamma_K S of ref (backend_layers_avx2*), i.e. a
  *    relative error below 2 K u ~ 1e-3 in the worst case (K = 9216 at fc6) and ~sqrt(K) u
  *    ~ 1e-5 typically; chaining 8 such layers adds these up: forward tol = 8 * sqrt(9216) u *
  *    (safety 2 for the max-normalisation) ~ 9e-5 -> 1e-4.
  *  - backward: the same chain twice (forward into the loss, then back) plus ReLU/max-pool
  *    decisions that flip when a pre-activation or a pooling tie is within rounding of 0 or of
  *    its rival (each flip moves one gradient element): 1e-3.
- *  - Adam, given the same gradient, is bit-identical (test_avx2_layers).  At step 1 it moves
+ *  - Adam, given the same gradient, is bit-identical (backend_layers_avx2).  At step 1 it moves
  *    p by -lr g / (|g| + eps) (moments start at 0), so the parameter difference is bounded per
  *    element by lr |ga/(|ga|+eps) - gr/(|gr|+eps)|, plus the roundings: ~6 in computing the update
  *    u (|u| <= lr) on each side, 12 u lr, and one in p + u on each side, 2 u |p|.
