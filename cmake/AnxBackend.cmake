@@ -5,6 +5,7 @@
 #               [ISA_SOURCES <files> ISA_FLAGS <flags>]   kernel files, the only ones built with the flags
 #               [X86_ONLY]                  elsewhere it is compiled in as a stub ("not an x86-64 build")
 #               [PACKAGE <find_package args>] [PACKAGE_HINT "apt-get install ..."]   optional dependency
+#               [PACKAGE_VARS <vars>]       variables that steer the package's search (BLA_VENDOR)
 #               [LINK <libs>] [INCLUDE_DIRS <dirs>])
 #
 # A backend that cannot be built (option ANX_WITH_<NAME>=OFF, not x86, its package missing or its
@@ -44,8 +45,15 @@ if(NOT ${pkg}_FOUND)
   message(FATAL_ERROR \"ANX_PROBE_NOT_FOUND\")
 endif()
 " @ONLY)
-  # The child sees what the user told this configure about packages.
+  # The child sees what the user told this configure about packages, and the variables that the
+  # caller names in ANX_PROBE_VARS (a find module's own switches, such as BLA_VENDOR): without
+  # them the probe could load another library than the real find_package() does.
   set(fwd -DCMAKE_C_COMPILER=${CMAKE_C_COMPILER})
+  foreach(v ${ANX_PROBE_VARS})
+    if(DEFINED ${v})
+      list(APPEND fwd "-D${v}=${${v}}")
+    endif()
+  endforeach()
   get_cmake_property(cache_vars CACHE_VARIABLES)
   foreach(v ${cache_vars})
     if(v MATCHES "^CMAKE_DISABLE_FIND_PACKAGE_|^CMAKE_PREFIX_PATH$|^CMAKE_FIND_ROOT_PATH$|^[A-Za-z0-9]+_DIR$|^CMAKE_CXX_COMPILER$")
@@ -76,7 +84,7 @@ endif()
 endfunction()
 
 function(anx_backend)
-  cmake_parse_arguments(B "X86_ONLY" "NAME;PACKAGE_HINT" "SOURCES;ISA_SOURCES;ISA_FLAGS;PACKAGE;LINK;INCLUDE_DIRS" ${ARGN})
+  cmake_parse_arguments(B "X86_ONLY" "NAME;PACKAGE_HINT" "SOURCES;ISA_SOURCES;ISA_FLAGS;PACKAGE;PACKAGE_VARS;LINK;INCLUDE_DIRS" ${ARGN})
   if(NOT B_NAME OR NOT B_SOURCES)
     message(FATAL_ERROR "anx_backend: NAME and SOURCES are required (${CMAKE_CURRENT_LIST_FILE})")
   endif()
@@ -90,6 +98,7 @@ function(anx_backend)
   elseif(B_X86_ONLY AND NOT CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|AMD64")
     set(why "not built: not an x86-64 build (${CMAKE_SYSTEM_PROCESSOR})")
   elseif(B_PACKAGE)
+    set(ANX_PROBE_VARS ${B_PACKAGE_VARS})
     anx_probe_package(ok pwhy ${B_PACKAGE})
     if(ok)
       find_package(${B_PACKAGE} QUIET)
