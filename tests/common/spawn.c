@@ -98,8 +98,30 @@ static int watch_hit(const char *dir, const char *prefix)
     return hit;
 }
 
+extern char **environ;
+
+/* The child's environment: the parent's, and under an address-space limit also
+ * OPENBLAS_NUM_THREADS=1.  anx links OpenBLAS (the cblas backend), whose load-time constructor
+ * starts a worker thread per core; each worker mallocs a 128 MiB buffer and retries for ever when
+ * that fails, and the exit handler then waits for it: under RLIMIT_AS a child that never calls a
+ * BLAS hung until ctest's timeout on a loaded machine (test_avx2_oom, seen in CI).  Built in the
+ * parent, because the child may only make async-signal-safe calls. */
+static char **child_env(const tu_spawn_opts *o)
+{
+    size_t n = 0;
+    while (environ[n]) n++;
+    char **env = calloc(n + 2, sizeof *env);
+    if (!env) return NULL;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!(o->as_bytes > 0 && strncmp(environ[i], "OPENBLAS_NUM_THREADS=", 21) == 0)) env[k++] = environ[i];
+    if (o->as_bytes > 0) env[k++] = "OPENBLAS_NUM_THREADS=1";
+    env[k] = NULL;
+    return env;
+}
+
 /* In the child: limits, signals, redirections, exec.  Only async-signal-safe calls after fork. */
-static void child(const tu_spawn_opts *o, const char *const *argv, const char *out, const char *err)
+static void child(const tu_spawn_opts *o, const char *const *argv, char **env, const char *out, const char *err)
 {
     struct rlimit rl;
     if (o->as_bytes > 0) {
@@ -113,7 +135,7 @@ static void child(const tu_spawn_opts *o, const char *const *argv, const char *o
     signal(SIGXFSZ, o->ignore_sigxfsz ? SIG_IGN : SIG_DFL); /* SIG_IGN survives exec */
     int fo = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644), fe = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fo < 0 || fe < 0 || dup2(fo, 1) < 0 || dup2(fe, 2) < 0) _exit(126);
-    execv(argv[0], (char *const *)argv);
+    execve(argv[0], (char *const *)argv, env);
     _exit(127);
 }
 
@@ -130,13 +152,19 @@ tu_run tu_spawn(const tu_spawn_opts *o, const char *const *args)
     for (; args[n - 1] && n < 79; n++) argv[n] = args[n - 1];
     argv[n] = NULL;
 
+    char **env = child_env(o);
+    if (!env) {
+        perror("tu_spawn: environment");
+        exit(1);
+    }
     fflush(stdout), fflush(stderr);
     pid_t pid = fork();
     if (pid < 0) {
         perror("fork");
         exit(1);
     }
-    if (pid == 0) child(o, argv, out, err);
+    if (pid == 0) child(o, argv, env, out, err);
+    free(env);
     int st = 0;
     double t0 = now();
     const int watching = o->watch_dir && o->watch_prefix;
