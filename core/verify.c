@@ -49,15 +49,24 @@ double v_bwd_data_k(const anx_layer_desc *l)
 
 static void copy_str(char *dst, size_t cap, const char *src) { snprintf(dst, cap, "%s", src ? src : ""); }
 
+/* Room for n more rows.  v_row may move rep->rows, so a check that holds several rows at once
+ * (a parameter's Adam triple, weight and bias) reserves them first: growing the array between
+ * two of its v_row calls left the first pointer dangling (a crash in `verify --backend all` once
+ * five backends' rows crossed a doubling inside an Adam triple). */
+void v_reserve(anx_verify_report *rep, int n)
+{
+    if (rep->count + n <= rep->cap) return;
+    int cap = rep->cap ? rep->cap : 256;
+    while (cap < rep->count + n) cap *= 2;
+    anx_verify_row *rows = realloc(rep->rows, (size_t)cap * sizeof *rows);
+    if (!rows) v_oom("the report", (size_t)cap * sizeof *rows);
+    rep->rows = rows, rep->cap = cap;
+}
+
 anx_verify_row *v_row(anx_verify_report *rep, const vgold *g, const char *backend, const char *mode,
                       const char *layer, const char *dir, const char *tensor)
 {
-    if (rep->count == rep->cap) {
-        int cap = rep->cap ? 2 * rep->cap : 256;
-        anx_verify_row *rows = realloc(rep->rows, (size_t)cap * sizeof *rows);
-        if (!rows) v_oom("the report", (size_t)cap * sizeof *rows);
-        rep->rows = rows, rep->cap = cap;
-    }
+    v_reserve(rep, 1);
     anx_verify_row *r = &rep->rows[rep->count++];
     memset(r, 0, sizeof *r);
     copy_str(r->golden, sizeof r->golden, g ? g->base : "-");

@@ -220,6 +220,7 @@ static void iso_bwd_weights(anx_verify_report *rep, vgold *g, const anx_backend 
     int p = param_of(m, i);
     char key[2][96];
     anx_verify_row *r[2];
+    v_reserve(rep, 2); /* both pointers stay valid */
     for (int s = 0; s < 2; s++) {
         snprintf(key[s], sizeof key[s], "grad.%s", m->params[p + s].name);
         r[s] = v_row(rep, g, be->name, "isolated", l->name, "bwd_weights", key[s]);
@@ -282,6 +283,7 @@ static void iso_loss(anx_verify_report *rep, vgold *g, const anx_backend *be, in
     const anx_layer_desc *l = &m->loss;
     const float *z = g->out[ANX_NUM_LAYERS - 1];
     const int n = l->n, C = l->ic;
+    v_reserve(rep, 2); /* rf stays valid while rb is added */
     anx_verify_row *rf = v_row(rep, g, be->name, "isolated", l->name, "fwd", "loss");
     anx_verify_row *rb = v_row(rep, g, be->name, "isolated", l->name, "bwd_data", "grad_out.Linear-20");
     if (!z) {
@@ -433,6 +435,7 @@ static void iso_adam(anx_verify_report *rep, vgold *g, const anx_backend *be, in
         anx_verify_row *r[3];
         vwant w[3], gw[8];
         int nw = 0, ng = 0, bad = 0;
+        v_reserve(rep, 3); /* the three pointers stay valid */
         for (int k = 0; k < 3; k++) r[k] = v_row(rep, g, be->name, "isolated", "Adam", "update", key[k]);
         if (!be->adam) {
             for (int k = 0; k < 3; k++) v_skip(r[k], "backend has no Adam");
