@@ -49,6 +49,18 @@ double v_bwd_data_k(const anx_layer_desc *l)
 
 static void copy_str(char *dst, size_t cap, const char *src) { snprintf(dst, cap, "%s", src ? src : ""); }
 
+/* The reference's kernel on plain buffers (the magnitudes M behind each output, in both modes).
+ * The reference's execs cannot fail (no workspace they cannot do without) and take a NULL ctx
+ * (OpenMP's default team), so a ctx that could not be made only costs the thread count. */
+void v_ref_run(const anx_layer_desc *l, anx_dir dir, const anx_args *a, int threads)
+{
+    const anx_backend *ref = anx_backend_reference();
+    void *ctx;
+    anx_backend_layer_create(ref, &ctx, l, threads);
+    (void)ref->exec[l->op][dir](ctx, l, a);
+    if (ctx) ref->layer_destroy(ctx);
+}
+
 /* Room for n more rows.  v_row may move rep->rows, so a check that holds several rows at once
  * (a parameter's Adam triple, weight and bias) reserves them first: growing the array between
  * two of its v_row calls left the first pointer dangling (a crash in `verify --backend all` once

@@ -38,17 +38,6 @@
 #include "anx/net.h"
 #include "core/verify_internal.h"
 
-static void ref_run(const anx_layer_desc *l, anx_dir dir, const anx_args *a, int threads)
-{
-    /* the reference's execs cannot fail (no workspace they cannot do without) and take a NULL
-       ctx (OpenMP's default team), so a ctx that could not be made only costs the thread count */
-    const anx_backend *ref = anx_backend_reference();
-    void *ctx;
-    anx_backend_layer_create(ref, &ctx, l, threads);
-    (void)ref->exec[l->op][dir](ctx, l, a);
-    if (ctx) ref->layer_destroy(ctx);
-}
-
 static int param_of(const anx_model *m, int layer)
 {
     for (int p = 0; p < ANX_NUM_PARAMS; p += 2)
@@ -142,13 +131,13 @@ static float *fwd_scale(chain *c, int i, const float *x, const float *sx, const 
         v_abs(ax, x, ns), v_abs(aw, lp->W, nw), v_abs(ab, lp->b, nb);
         anx_args a = {0};
         a.src = ax, a.weights = aw, a.bias = ab, a.dst = M;
-        ref_run(l, ANX_FWD, &a, th);
+        v_ref_run(l, ANX_FWD, &a, th);
         if (sx || lp->sW) P = v_alloc(nd);
         if (sx) { /* conv(s[x]^2, W^2) */
             float *w2 = sq(lp->W, nw), *s2 = sq_scaled(sx, ns), *zb = v_alloc(nb), *Q = v_alloc(nd);
             anx_args b = {0};
             b.src = s2, b.weights = w2, b.bias = zb, b.dst = Q;
-            ref_run(l, ANX_FWD, &b, th);
+            v_ref_run(l, ANX_FWD, &b, th);
             add_to(P, Q, nd);
             free(w2), free(s2), free(zb), free(Q);
         }
@@ -156,7 +145,7 @@ static float *fwd_scale(chain *c, int i, const float *x, const float *sx, const 
             float *x2 = sq(x, ns), *sw2 = sq_scaled(lp->sW, nw), *sb2 = sq_scaled(lp->sb, nb), *Q = v_alloc(nd);
             anx_args b = {0};
             b.src = x2, b.weights = sw2, b.bias = sb2, b.dst = Q;
-            ref_run(l, ANX_FWD, &b, th);
+            v_ref_run(l, ANX_FWD, &b, th);
             add_to(P, Q, nd);
             free(x2), free(sw2), free(sb2), free(Q);
         }
@@ -171,7 +160,7 @@ static float *fwd_scale(chain *c, int i, const float *x, const float *sx, const 
     case ANX_OP_MAXPOOL: {
         anx_args a = {0};
         a.src = (float *)sx, a.dst = d;
-        ref_run(l, ANX_FWD, &a, th);
+        v_ref_run(l, ANX_FWD, &a, th);
         break;
     }
     default: break;
@@ -197,14 +186,14 @@ static float *bwd_scale(chain *c, int i, const float *x, const float *sx, const 
         v_abs(aw, lp->W, nw), v_abs(ady, dy, nd);
         anx_args a = {0};
         a.weights = aw, a.diff_dst = ady, a.diff_src = M;
-        ref_run(l, ANX_BWD_DATA, &a, c->o->threads);
+        v_ref_run(l, ANX_BWD_DATA, &a, c->o->threads);
         float *w2 = sq(lp->W, nw), *s2 = sq_scaled(sdy, nd);
         a.weights = w2, a.diff_dst = s2, a.diff_src = P;
-        ref_run(l, ANX_BWD_DATA, &a, c->o->threads); /* bwd_data(s[dy]^2, W^2) */
+        v_ref_run(l, ANX_BWD_DATA, &a, c->o->threads); /* bwd_data(s[dy]^2, W^2) */
         if (lp->sW) { /* + bwd_data(dy^2, s[W]^2) */
             float *dy2 = sq(dy, nd), *sw2 = sq_scaled(lp->sW, nw), *Q = v_alloc(ns);
             a.weights = sw2, a.diff_dst = dy2, a.diff_src = Q;
-            ref_run(l, ANX_BWD_DATA, &a, c->o->threads);
+            v_ref_run(l, ANX_BWD_DATA, &a, c->o->threads);
             add_to(P, Q, ns);
             free(dy2), free(sw2), free(Q);
         }
@@ -365,15 +354,15 @@ static int chain_step(chain *c, int t, pscale *ps)
             v_abs(ax, x, ns), v_abs(ady, gact[i], nd);
             anx_args a = {0};
             a.src = ax, a.diff_dst = ady, a.diff_weights = Mw, a.diff_bias = Mb;
-            ref_run(l, ANX_BWD_WEIGHTS, &a, o->threads); /* M = |x|^T |dy| */
+            v_ref_run(l, ANX_BWD_WEIGHTS, &a, o->threads); /* M = |x|^T |dy| */
             float *x2 = sq(x, ns), *sdy2 = sq_scaled(dd[i], nd);
             a.src = x2, a.diff_dst = sdy2, a.diff_weights = Pw, a.diff_bias = Pb; /* x^2 s[dy]^2; bias: sum s[dy]^2 */
-            ref_run(l, ANX_BWD_WEIGHTS, &a, o->threads);
+            v_ref_run(l, ANX_BWD_WEIGHTS, &a, o->threads);
             if (dx) {
                 float *sx2 = sq_scaled(dx, ns), *dy2 = v_alloc(nd);
                 for (size_t k = 0; k < nd; k++) dy2[k] = gact[i][k] * gact[i][k] + dd[i][k] * dd[i][k];
                 a.src = sx2, a.diff_dst = dy2, a.diff_weights = Qw, a.diff_bias = Qb; /* s[x]^2 (dy^2 + s[dy]^2) */
-                ref_run(l, ANX_BWD_WEIGHTS, &a, o->threads);
+                v_ref_run(l, ANX_BWD_WEIGHTS, &a, o->threads);
                 add_to(Pw, Qw, nw);
                 free(sx2), free(dy2);
             }

@@ -51,6 +51,7 @@ typedef struct vwant {
  * the check in flight are left to the process (the CLI ends right after).  Only valid while
  * anx_verify_golden runs on this thread. */
 _Noreturn void v_oom(const char *what, size_t bytes);
+void v_ref_run(const anx_layer_desc *l, anx_dir dir, const anx_args *a, int threads); /* the reference kernel */
 void v_reserve(anx_verify_report *rep, int n); /* room for n more rows without moving them */
 anx_verify_row *v_row(anx_verify_report *rep, const vgold *g, const char *backend, const char *mode,
                       const char *layer, const char *dir, const char *tensor);

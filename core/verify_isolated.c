@@ -42,18 +42,6 @@ float *v_be_import(const anx_backend *be, const anx_layer_desc *l, anx_slot s, c
     return p;
 }
 
-/* ref kernel on plain buffers: the magnitudes M behind each output */
-static void ref_run(const anx_layer_desc *l, anx_dir dir, const anx_args *a, int threads)
-{
-    /* the reference's execs cannot fail (no workspace they cannot do without) and take a NULL
-       ctx (OpenMP's default team), so a ctx that could not be made only costs the thread count */
-    const anx_backend *ref = anx_backend_reference();
-    void *ctx;
-    anx_backend_layer_create(ref, &ctx, l, threads);
-    (void)ref->exec[l->op][dir](ctx, l, a);
-    if (ctx) ref->layer_destroy(ctx);
-}
-
 static int param_of(const anx_model *m, int layer)
 {
     for (int p = 0; p < ANX_NUM_PARAMS; p += 2)
@@ -131,7 +119,7 @@ static void iso_fwd(anx_verify_report *rep, vgold *g, const anx_backend *be, int
         float *ax = v_alloc(ns), *aw = v_alloc(nw), *ab = v_alloc(nb), *M = v_alloc(nd);
         v_abs(ax, src, ns), v_abs(aw, g->init[p], nw), v_abs(ab, g->init[p + 1], nb);
         ra.src = ax, ra.weights = aw, ra.bias = ab, ra.dst = M;
-        ref_run(l, ANX_FWD, &ra, threads);
+        v_ref_run(l, ANX_FWD, &ra, threads);
         double K = (double)l->ic * l->kh * l->kw + 1;
         bound = bound_from(M, v_gamma(K) + V_U, got, nd);
         free(ax), free(aw), free(ab), free(M);
@@ -200,7 +188,7 @@ static void iso_bwd_data(anx_verify_report *rep, vgold *g, const anx_backend *be
         } else {
             c = 4 * V_U;
         }
-        ref_run(l, ANX_BWD_DATA, &ra, threads);
+        v_ref_run(l, ANX_BWD_DATA, &ra, threads);
         bound = bound_from(M, c, got, ns);
         free(ady), free(M), free(aw);
     }
@@ -261,7 +249,7 @@ static void iso_bwd_weights(anx_verify_report *rep, vgold *g, const anx_backend 
     float *ax = v_alloc(ns), *ady = v_alloc(nd), *Mw = v_alloc(nw), *Mb = v_alloc(nb);
     v_abs(ax, src, ns), v_abs(ady, dy, nd);
     ra.src = ax, ra.diff_dst = ady, ra.diff_weights = Mw, ra.diff_bias = Mb;
-    ref_run(l, ANX_BWD_WEIGHTS, &ra, threads);
+    v_ref_run(l, ANX_BWD_WEIGHTS, &ra, threads);
     double c = v_gamma((double)l->n * l->oh * l->ow) + 2 * V_U;
     float *M[2] = {Mw, Mb};
     for (int s = 0; s < 2; s++) {
