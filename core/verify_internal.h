@@ -66,6 +66,18 @@ double v_bwd_data_k(const anx_layer_desc *l);
 void v_compare_want(anx_verify_row *r, const float *got, const vwant *w, const float *bound);
 
 /* verify_golden.c */
+/* Golden format (data/golden/README.md): digest.<key> of every float tensor, over its float64
+ * values: count, sum, sum of squares, max |x|, then VDIGEST_PROJ sums of s_j(i) x_i with the
+ * fixed signs s_j(i) = bit 63 - j of anx_rng_bits(anx_rng_key(0, "digest.sign", 0), i) ? -1 : +1. */
+#define VGOLD_FORMAT "anx-golden-2"
+enum { VDIGEST_COUNT, VDIGEST_SUM, VDIGEST_SUMSQ, VDIGEST_MAXABS, VDIGEST_PROJ0, VDIGEST_PROJ = 4,
+       VDIGEST_N = VDIGEST_PROJ0 + VDIGEST_PROJ };
+/* A digest computed here: each sum compensated (Neumaier), so within 2u|S| + 4 n u^2 sum|terms|
+ * of its exact value (u = 2^-53); x*x rounded to double first, as the generator does.  sumabs
+ * (may be NULL) gets sum |x|, for tolerances.  x is double (ref64) or float (x32, x NULL). */
+void vdigest_of(double d[VDIGEST_N], double *sumabs, const double *x, const float *x32, size_t n);
+/* digest.<key> of the golden file into d: 0, or -1 when it has none of the right shape. */
+int vgold_digest(const vgold *g, const char *key, double d[VDIGEST_N]);
 int vgold_load(vgold *g, const char *path, char *err, size_t errlen);
 void vgold_free(vgold *g);
 /* 0, or -1 when the file has neither key nor its digest/sample */
@@ -77,6 +89,45 @@ int v_slot_shape(const anx_layer_desc *l, anx_slot s, int64_t *shape);
 uint64_t v_fnv1a64(const void *data, size_t n);
 /* plain [n] of golden key kmask regenerated: step t's mask of dropout layer `name` */
 void v_mask(const vgold *g, const char *name, int64_t t, float *dst, size_t n);
+
+/* verify_ref64.c: the float64 reference run (anx/ref64.h) of a golden file, and its anchor to
+ * PyTorch's float64 golden data. */
+/* One tensor of the run, whole and plain (NCHW / OIHW / [oc]), under its golden key. */
+typedef struct vref64_tensor {
+    char key[80];
+    double *val;         /* [count] */
+    size_t count;
+    int ndim;
+    int64_t shape[4];
+    const char *layer, *dir; /* what made it, for rows: "Conv2d-4" "fwd", "Adam" "update", ... */
+    /* Derived bound of |ref64 - PyTorch float64| (both against the exact value, docs/verify.md):
+       diff_max for every element; diff_sum = sum over elements of each one's bound (<= count *
+       diff_max; smaller for Adam's outputs, whose bounds vary per element). */
+    double diff_max, diff_sum;
+} vref64_tensor;
+
+typedef struct vref64 {
+    vref64_tensor *t;
+    int count, cap;
+    int steps;
+    double seconds;      /* wall time of vref64_run */
+    int ambiguous;       /* ReLU gates / pool winners within the bound (widened, see the code) */
+} vref64;
+
+/* Runs the golden run of g in float64 from its seed: core's float32 init widened to double, the
+ * regenerated input, targets and dropout masks, every step of the file (t = 1..g->steps, Adam with
+ * the file's hyperparameters), keeping every tensor the golden file has a key (or a digest) for:
+ * out.*, grad_out.*, loss, grad.*, the parameters, adam.exp_avg.*, adam.exp_avg_sq.* (three-step
+ * file: step<t>.loss, step<t>.grad.*, and the state after the last step).  threads: OpenMP team
+ * (<= 0: the default).  Out of memory: v_oom (call it inside anx_verify_golden). */
+void vref64_run(vref64 *r, const vgold *g, int threads);
+void vref64_free(vref64 *r);
+/* The run's tensor under golden key, whole and plain, with *count; NULL when it kept none. */
+const double *vref64_find(const vref64 *r, const char *key, size_t *count);
+const vref64_tensor *vref64_get(const vref64 *r, const char *key);
+/* Rows (backend "ref64", mode "golden"), one per kept tensor: every stored element (whole, or
+ * the sample) and the float64 digest against ref64, with the derived float64 tolerances. */
+void vref64_anchor(anx_verify_report *rep, const vref64 *r, const vgold *g);
 
 /* verify_isolated.c / verify_chained.c */
 void v_isolated(anx_verify_report *rep, vgold *g, const anx_backend *be, const anx_verify_opts *o);

@@ -18,9 +18,12 @@ values so that `anx verify` can prove the regeneration before trusting anything 
 Storage (DESIGN.md section 3; data/ <= 40 MB): a tensor is stored whole when it is small
 (<= 65536 elements) or listed in the configuration's `whole` set because a layer-isolated check
 feeds it to a kernel; otherwise it is stored as
-    digest.<key>        F64 [4]  (count, sum, sum of squares, max |x|) in float64 over the float32 values
     sample_index.<key>  I64 [S]  sorted, unique flat indices (stream "sample.<key>", S = 4096)
     sample.<key>        F32 [S]  the float32 values there
+Every float tensor (whole or sampled, the loss included) also gets
+    digest.<key>        F64 [8]  digest of the float64 values, before any rounding to float32
+                                 (see digest() below), so that the float64 reference of `anx
+                                 verify` (ref64) is held to float64 tolerances on the whole tensor
 A parameter's grad, value, exp_avg and exp_avg_sq share the indices of stream "sample.<param>".
 The file is byte-for-byte reproducible (1 thread, deterministic algorithms, sorted JSON keys).
 """
@@ -35,7 +38,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
+FORMAT = "anx-golden-2"  # 2: float64 digests of every float tensor, with sign projections
 M64 = (1 << 64) - 1
 SMALL = 65536  # elements: stored whole at or below this
 S = 4096       # sampled elements of a large tensor
@@ -110,6 +114,40 @@ def init_params(seed, in_dim, n_class):
         u = rng_u01(rng_key(seed, name, 0), n)
         out[name] = ((2.0 * u - 1.0) * (1.0 / math.sqrt(fan_in))).astype(np.float32).reshape(shape)
     return out
+
+
+# ---- digests of the float64 values -----------------------------------------------------------
+# digest.<key> = [count, sum x, sum x^2, max |x|, sum s_0 x, sum s_1 x, sum s_2 x, sum s_3 x]
+# over the flat float64 tensor, where s_j(i) = +1 or -1 by bit 63 - j of bits(key(0,
+# "digest.sign", 0), i): fixed random +-1 projections (one stream for every tensor), which core
+# draws the same way.  A change of one element by d moves the sum and every projection by |d|,
+# whatever the signs; four projections make a change that cancels in the sum (two elements
+# moved in opposite directions) show in the others with probability 15/16.
+# Sums accumulate in numpy's long double (x86-64: 64-bit mantissa) with its pairwise sum, then
+# round once to float64: each stored sum is within 2^-53 |S| + 38 * 2^-64 * sum |terms| of the
+# exact sum of its float64 terms (38: the additions an element sees in numpy's pairwise sum of
+# up to 2^27 elements); x^2 is rounded to float64 first (as core does).
+DIGEST_PROJECTIONS = 4
+_sign_bits = np.zeros(0, dtype=np.uint64)
+
+
+def sign_bits(n):
+    global _sign_bits
+    if _sign_bits.size < n:
+        _sign_bits = rng_bits(rng_key(0, "digest.sign", 0), n)
+    return _sign_bits[:n]
+
+
+def digest(arr64):
+    x = np.ascontiguousarray(np.asarray(arr64, dtype=np.float64)).reshape(-1)
+    ld = np.longdouble
+    out = [float(x.size), float(np.sum(x, dtype=ld)), float(np.sum(x * x, dtype=ld)),
+           float(np.abs(x).max()) if x.size else 0.0]
+    bits = sign_bits(x.size)
+    for j in range(DIGEST_PROJECTIONS):
+        neg = ((bits >> np.uint64(63 - j)) & np.uint64(1)).astype(bool)
+        out.append(float(np.sum(np.where(neg, -x, x), dtype=ld)))
+    return np.array(out)
 
 
 def dropout_mask(seed, layer, step, shape):
@@ -207,7 +245,9 @@ class Store:
         self.tensors[key] = (dtype, list(a.shape), a.tobytes())
 
     def add_f32(self, key, arr64, whole, sample_idx=None, stream=None):
-        """Rounds once to float32; whole, or digest + sample at sample_idx (or stream's indices)."""
+        """The float64 digest; then rounds once to float32: whole, or a sample at sample_idx
+        (or stream's indices)."""
+        self.add("digest." + key, digest(arr64), "F64")
         a32 = np.asarray(arr64).astype(np.float32)
         if whole or a32.size <= SMALL:
             self.add(key, a32, "F32")
@@ -215,8 +255,6 @@ class Store:
         flat = a32.reshape(-1)
         if sample_idx is None:
             sample_idx = sample_indices(stream or key, flat.size)
-        f64 = flat.astype(np.float64)
-        self.add("digest." + key, np.array([flat.size, f64.sum(), (f64 * f64).sum(), np.abs(f64).max()]), "F64")
         self.add("sample_index." + key, sample_idx, "I64")
         self.add("sample." + key, flat[sample_idx], "F32")
 
@@ -257,12 +295,12 @@ def sample_indices(stream, count):
 
 def meta_common(st, cfg, run, steps):
     st.meta.update({
-        "format": "anx-golden", "generator": "data/golden/gen_golden.py v" + GENERATOR_VERSION,
+        "format": FORMAT, "generator": "data/golden/gen_golden.py v" + GENERATOR_VERSION,
         "torch": torch.__version__, "numpy": np.__version__, "dtype_compute": "float64",
         "seed": cfg["seed"], "in_dim": cfg["in_dim"], "n_class": cfg["n_class"],
         "batch": cfg["batch"], "input_hw": cfg["input_hw"], "steps": steps,
         "lr": repr(LR), "beta1": repr(BETA1), "beta2": repr(BETA2), "eps": repr(EPS), "p_dropout": repr(P_DROP),
-        "sample_size": S, "small_max": SMALL,
+        "sample_size": S, "small_max": SMALL, "digest_projections": DIGEST_PROJECTIONS,
     })
     for k, v in run["init"].items():
         st.meta["init_fnv1a64." + k] = "%016x" % fnv1a64(v.astype("<f4").tobytes())
@@ -290,7 +328,7 @@ def write_step(path, cfg, whole):
     st = Store()
     meta_common(st, cfg, run, 1)
     st.meta["kind"] = "step"
-    st.add("loss", np.array(rec["loss"]), "F32")
+    st.add_f32("loss", np.array(rec["loss"]), whole=True)
     for l in ("Dropout-16", "Dropout-19"):
         st.add("mask." + l, rec["masks"][l], "F32")
     ties = 0
@@ -317,7 +355,7 @@ def write_steps(path, cfg, steps):
     meta_common(st, cfg, run, steps)
     st.meta["kind"] = "steps"
     for t, rec in enumerate(run["records"], 1):
-        st.add("step%d.loss" % t, np.array(rec["loss"]), "F32")
+        st.add_f32("step%d.loss" % t, np.array(rec["loss"]), whole=True)
         for l in ("Dropout-16", "Dropout-19"):
             st.add("step%d.mask.%s" % (t, l), rec["masks"][l], "F32")
         store_params(st, run, "step%d.grad." % t, rec["grads"])
