@@ -100,12 +100,21 @@ void onednn_prim_destroy(onednn_prim *p);
 void anx_onednn_reorder_once(const dnnl_memory_desc_t *src_md, const void *src, const dnnl_memory_desc_t *dst_md,
                              void *dst, anx_onednn_reorder_kind kind);
 
+/* Which convolution algorithm a table asks oneDNN for: the onednn backend always direct; the
+ * onednn-wino variant dnnl_convolution_winograd for each (layer, direction) where oneDNN has it
+ * (3x3 stride-1 convolutions, AVX-512 only in oneDNN 2.6), direct where it declines. */
+typedef enum anx_onednn_algo {
+    ANX_ONEDNN_DIRECT,
+    ANX_ONEDNN_WINOGRAD,     /* fwd and bwd_data; bwd_weights direct (docs/verify.md: its error) */
+    ANX_ONEDNN_WINOGRAD_ALL, /* bwd_weights too: for measuring it (ANX_ONEDNN_WINO_BWD_WEIGHTS=1) */
+} anx_onednn_algo;
+
 /* NULL, or why conv2d declines dir for l (see conv2d.c). */
 const char *anx_onednn_conv2d_declines(const anx_layer_desc *l, anx_dir dir);
 
 /* Per-layer contexts: one create / destroy / impl_name per layer file (conv2d and linear are
  * destroyed by onednn_weighted_destroy, below). */
-void *anx_onednn_conv2d_create(const anx_layer_desc *l, int threads);
+void *anx_onednn_conv2d_create(const anx_layer_desc *l, int threads, anx_onednn_algo algo);
 void *anx_onednn_maxpool_create(const anx_layer_desc *l, int threads);
 void *anx_onednn_linear_create(const anx_layer_desc *l, int threads);
 void anx_onednn_maxpool_destroy(void *ctx);
@@ -182,5 +191,43 @@ anx_status anx_onednn_linear_bwd_weights(void *ctx, const anx_layer_desc *l, con
 
 /* Threads of a ctx (OpenMP's default when ctx is NULL). */
 int anx_onednn_ctx_threads(const void *ctx);
+
+/* ---- The slots of the two tables (onednn.c): each table file names the few that differ. ---- */
+const char *anx_onednn_unavailable(void);
+const char *anx_onednn_supports(const anx_layer_desc *l, anx_dir dir);
+/* layer_create with the convolution algorithm of the table. */
+anx_status anx_onednn_layer_create(void **out, const anx_layer_desc *l, int threads, anx_onednn_algo algo);
+void anx_onednn_layer_destroy(void *ctx);
+const char *anx_onednn_impl_name(void *ctx, const anx_layer_desc *l, anx_dir dir);
+const char *anx_onednn_transform_algorithm(void *ctx, const anx_layer_desc *l, anx_dir dir);
+size_t anx_onednn_tensor_floats(const anx_layer_desc *l, anx_slot slot);
+void anx_onednn_tensor_import(const anx_layer_desc *l, anx_slot slot, float *dst, const float *plain);
+void anx_onednn_tensor_export(const anx_layer_desc *l, anx_slot slot, float *plain, const float *src);
+anx_status anx_onednn_relu_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a);
+anx_status anx_onednn_relu_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a);
+anx_status anx_onednn_dropout_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a);
+anx_status anx_onednn_dropout_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a);
+
+/* The slots both tables fill alike.  Layouts do not depend on the algorithm: the weights are in
+ * the direct forward's format in both (oneDNN 2.6's Winograd on AVX-512 takes that very format,
+ * OIhw16i16o, in all three directions), so a checkpoint, a dump or Adam sees the same tensors. */
+#define ANX_ONEDNN_SHARED_SLOTS                                                                            \
+    .supports = anx_onednn_supports, .layer_destroy = anx_onednn_layer_destroy,                            \
+    .impl_name = anx_onednn_impl_name, .transform_algorithm = anx_onednn_transform_algorithm,              \
+    .tensor_floats = anx_onednn_tensor_floats,                                                             \
+    .tensor_import = anx_onednn_tensor_import, .tensor_export = anx_onednn_tensor_export,                  \
+    .exec =                                                                                                \
+        {                                                                                                  \
+            [ANX_OP_CONV2D] = {anx_onednn_conv2d_fwd, anx_onednn_conv2d_bwd_data,                          \
+                               anx_onednn_conv2d_bwd_weights},                                             \
+            [ANX_OP_RELU] = {anx_onednn_relu_fwd, anx_onednn_relu_bwd_data, NULL},                         \
+            [ANX_OP_MAXPOOL] = {anx_onednn_maxpool_fwd, anx_onednn_maxpool_bwd_data, NULL},                \
+            [ANX_OP_LINEAR] = {anx_onednn_linear_fwd, anx_onednn_linear_bwd_data,                          \
+                               anx_onednn_linear_bwd_weights},                                             \
+            [ANX_OP_DROPOUT] = {anx_onednn_dropout_fwd, anx_onednn_dropout_bwd_data, NULL},                \
+            [ANX_OP_LOSS] = {anx_loss_fwd__shared, anx_loss_bwd_data__shared, NULL},                       \
+        },                                                                                                 \
+    .adam = anx_adam__shared,                                                                              \
+    .bits_vary_with_threads = 1 /* its conv bwd_weights and inner products split sums over threads */
 
 #endif

@@ -2,7 +2,8 @@
  * oneDNN pattern).  Optional slots are NULL; supports() declines with a reason.
  *
  * Memory is always allocated by the caller (the step driver, a test or a benchmark) with the
- * sizes the backend asks for in tensor_floats(); the backend owns the layout of what is in it.
+ * sizes the backend asks for in tensor_floats(), each buffer 64-byte aligned (oneDNN's Winograd
+ * stores with aligned AVX-512 instructions); the backend owns the layout of what is in it.
  * Plain PyTorch layout (NCHW activations, OIHW / [out,in] weights) is only seen at the edges,
  * through tensor_import / tensor_export.  Layout contract: for consecutive layers a and b of
  * one model, b's SRC layout is a's DST layout, so activations flow without conversions.
@@ -74,6 +75,12 @@ typedef struct anx_backend {
     /* Implementation name of (layer, dir) for logs, e.g. "anx_f32_conv2d_fwd__avx2_8x8" or
        oneDNN's "jit:avx512_core".  Optional. */
     const char *(*impl_name)(void *ctx, const anx_layer_desc *l, anx_dir dir);
+    /* NULL when (layer, dir) in ctx computes each output as a sum of products of its inputs, so
+       that the exact tier (integer data sums exactly in any order) and the gamma_K bounds of
+       DESIGN section 5 are its error model; else the name of the algorithm whose transforms
+       round on their own ("Winograd F(4x4,3x3)": even integer data comes out inexact).  The
+       harness (tests/backends) holds such rows to the bound instead of to bits.  Optional. */
+    const char *(*transform_algorithm)(void *ctx, const anx_layer_desc *l, anx_dir dir);
     /* Floats needed by one tensor of this layer in this backend's layout (>= plain count).
        Padding elements must be imported as 0 and kept 0 by every exec (Adam runs over them). */
     size_t (*tensor_floats)(const anx_layer_desc *l, anx_slot slot);

@@ -15,6 +15,10 @@
  *           oc ceil(kh/s) ceil(kw/s); linear bwd_data: oc; bwd_weights: n oh ow; maxpool
  *           bwd: the windows that overlap one input, ceil(kh/s) ceil(kw/s)).  Everything else
  *           (relu, dropout, maxpool fwd, the loss) does ref's float operations and stays bitwise.
+ *   A row whose backend reports a transform_algorithm (Winograd: its transforms round even
+ *   integer data) is held in the exact tier to the same bound as in the random tier instead of
+ *   to ref's bits, and says so.  That bound is the direct sum's, not one derived for the
+ *   algorithm (docs/verify.md, "Winograd"): a stricter test than a derived bound would be.
  * Every case also checks: outputs NaN-prefilled and guarded (canaries past both ends), every
  * input left as imported, import writing every float (padding as 0), the padding of every
  * output 0 after exec, and the same bits for each thread count and when run twice.
@@ -437,6 +441,18 @@ static void free_inputs(plain_set *in)
     free(in->src), free(in->dst), free(in->w), free(in->b), free(in->diff_dst), free(in->mask), free(in->target);
 }
 
+/* The backend's transform_algorithm of (l, dir) (copied), or NULL: a row that is not a sum of products. */
+static const char *transform_algo(const anx_backend *be, const anx_layer_desc *l, anx_dir dir, char *buf, size_t cap)
+{
+    if (!be->transform_algorithm) return NULL;
+    void *ctx = NULL;
+    if (anx_backend_layer_create(be, &ctx, l, g_opt.threads[0])) return NULL; /* run() reports it */
+    const char *a = be->transform_algorithm(ctx, l, dir);
+    if (a) snprintf(buf, cap, "%s", a);
+    if (be->layer_destroy) be->layer_destroy(ctx);
+    return a ? buf : NULL;
+}
+
 /* Everything about (l, dir) in one tier: threads, repeat, guards, padding, and ref's result. */
 static void check_dir(const anx_layer_desc *l, anx_dir dir, int exact, const plain_set *in, int fwd_first,
                       uint64_t seed)
@@ -447,8 +463,14 @@ static void check_dir(const anx_layer_desc *l, anx_dir dir, int exact, const pla
     snprintf(what, sizeof what, "%s %s%s [n%d %dx%dx%d -> %dx%dx%d k%d s%d p%d] %s tier seed %llu", l->name,
              anx_dir_name(dir), fwd_first ? " after fwd" : "", l->n, l->ic, l->ih, l->iw, l->oc, l->oh, l->ow,
              l->kh, l->stride, l->pad, exact ? "exact" : "random", (unsigned long long)seed);
-    /* The reference's result, and for the rounding cases of the random tier S for the bound. */
-    const int rounds = !exact && (anx_desc_has_weights(l) || (l->op == ANX_OP_MAXPOOL && dir == ANX_BWD_DATA));
+    /* The reference's result, and for the rounding cases of the random tier S for the bound; a
+       transform algorithm rounds in the exact tier too (its integer data is not summed exactly). */
+    char abuf[96];
+    const char *algo = is_ref ? NULL : transform_algo(be, l, dir, abuf, sizeof abuf);
+    if (exact && algo)
+        printf("  %s %s: exact tier held to the bound, not to bits: %s rounds integer data too\n", l->name,
+               anx_dir_name(dir), algo);
+    const int rounds = (!exact || algo) && (anx_desc_has_weights(l) || (l->op == ANX_OP_MAXPOOL && dir == ANX_BWD_DATA));
     result want = {0}, mag = {0};
     if (!is_ref) want = run_once(g_opt.ref, l, dir, in, fwd_first, what);
     if (!is_ref && rounds) mag = magnitudes(l, dir, in, fwd_first);

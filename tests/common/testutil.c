@@ -26,7 +26,9 @@ typedef struct {
 
 float *tu_alloc(size_t n, const char *what)
 {
-    unsigned char *raw = malloc(TU_HEAD + 2 * TU_GUARD + n * sizeof(float));
+    /* 64-byte aligned, as every caller of a backend allocates (include/anx/backend.h) */
+    unsigned char *raw = NULL;
+    if (posix_memalign((void **)&raw, 64, TU_HEAD + 2 * TU_GUARD + n * sizeof(float))) raw = NULL;
     if (!raw) {
         fprintf(stderr, "tu_alloc: out of memory for %s (%zu floats)\n", what, n);
         exit(2);
