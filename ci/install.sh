@@ -16,6 +16,8 @@ pkgs=(cmake make gcc g++ libc6-dev libcjson-dev libpng-dev)
 pkgs+=(libdnnl-dev ocl-icd-opencl-dev)
 # The cblas backend (im2col + GEMM): OpenBLAS by default, BLIS through the BLAS alternatives.
 pkgs+=(libopenblas-dev libblis-dev)
+# The libxsmm backend: LIBXSMM 1.17's DNN layers (static libraries and headers only).
+pkgs+=(libxsmm-dev)
 # anx-bench and its tools; the report, its charts, the perf gate's statistics and git commit.
 pkgs+=(libbenchmark-dev libbenchmark-tools python3 python3-scipy gnuplot-nox git ca-certificates)
 

@@ -1,0 +1,163 @@
+/* MaxPool2d on LIBXSMM 1.17: one max-pooling handle per layer (fp32, LIBXSMM format, int32 mask
+ * of the winning taps), run for FWD and BWD.
+ *
+ * The mask (which tap won each window) lives in the ctx.  The step driver runs a layer's forward
+ * before its backward on the same buffers, so backward reuses it; a backward called alone or on
+ * another src than the last forward's first recomputes it by a forward into a scratch dst (the
+ * check is by pointer, as in the onednn backend).
+ *
+ * NaN: LIBXSMM keeps a window's max with "max < x" (its AVX-512 kernels: _CMP_LT_OS), so a NaN
+ * never wins, where PyTorch lets it win (the last one in the window, as ref).  When src holds a NaN
+ * (one scan; rare), the windows that read one get it, so a corrupt weight cannot pass silently;
+ * the backward still follows LIBXSMM's mask there (the same documented gap as onednn's).
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "xsmm_internal.h"
+
+static _Alignas(64) float g_dummy[16]; /* what tensors point at between execs */
+
+static anx_status bind_one(xs_ctx *c, int t, libxsmm_dnn_tensor_type type, const char *what)
+{
+    libxsmm_dnn_err_t e;
+    libxsmm_dnn_tensor_datalayout *lay = libxsmm_dnn_pooling_create_tensor_datalayout(c->pool, type, &e);
+    if (!lay || anx_xsmm_failed(e)) return anx_xsmm_status(&c->l, "pooling_create_tensor_datalayout", e);
+    const int want = anx_xsmm_blk(c->l.ic);
+    if ((int)lay->dim_size[0] != want) {
+        static _Thread_local char why[200];
+        snprintf(why, sizeof why, "%s: LIBXSMM blocks the %s by %u channels, anx's layout assumed %d", c->l.name, what,
+                 lay->dim_size[0], want);
+        libxsmm_dnn_destroy_tensor_datalayout(lay);
+        return why;
+    }
+    c->t[t] = libxsmm_dnn_link_tensor(lay, t == XS_MASK ? (const void *)c->mask : (const void *)g_dummy, &e);
+    libxsmm_dnn_destroy_tensor_datalayout(lay);
+    if (!c->t[t] || anx_xsmm_failed(e)) return anx_xsmm_status(&c->l, "link_tensor", e);
+    e = libxsmm_dnn_pooling_bind_tensor(c->pool, c->t[t], type);
+    return anx_xsmm_failed(e) ? anx_xsmm_status(&c->l, "pooling_bind_tensor", e) : NULL;
+}
+
+anx_status anx_xsmm_maxpool_create(xs_ctx *c)
+{
+    const anx_layer_desc *l = &c->l;
+    libxsmm_dnn_pooling_desc d;
+    memset(&d, 0, sizeof d);
+    d.N = l->n, d.C = l->ic, d.H = l->ih, d.W = l->iw, d.R = l->kh, d.S = l->kw;
+    d.u = d.v = l->stride;
+    d.pad_h = d.pad_w = l->pad; /* 0: supports() declines padded pooling */
+    d.threads = c->threads;
+    d.datatype_in = d.datatype_out = LIBXSMM_DNN_DATATYPE_F32;
+    d.datatype_mask = LIBXSMM_DNN_DATATYPE_I32;
+    d.buffer_format = LIBXSMM_DNN_TENSOR_FORMAT_LIBXSMM;
+    d.pooling_type = LIBXSMM_DNN_POOLING_MAX;
+    libxsmm_dnn_err_t e;
+    c->pool = libxsmm_dnn_create_pooling(d, &e);
+    if (!c->pool || anx_xsmm_failed(e)) {
+        c->pool = NULL;
+        return anx_xsmm_status(l, "create_pooling", e);
+    }
+    const size_t outs = anx_desc_plain_count(l, ANX_DST);
+    c->mask = malloc(outs * sizeof *c->mask);
+    if (posix_memalign((void **)&c->pool_dst, 64, (outs ? outs : 1) * sizeof *c->pool_dst)) c->pool_dst = NULL;
+    const size_t ins = anx_desc_plain_count(l, ANX_SRC);
+    if (posix_memalign((void **)&c->dflat, 64, (ins ? ins : 1) * sizeof *c->dflat)) c->dflat = NULL;
+    if (!c->mask || !c->pool_dst || !c->dflat)
+        return anx_status_oom("the libxsmm pooling mask and aligned dst, diff_src", outs * 8 + ins * 4);
+    anx_status st = NULL;
+    if (!st) st = bind_one(c, XS_IN, LIBXSMM_DNN_REGULAR_INPUT, "input");
+    if (!st) st = bind_one(c, XS_DIN, LIBXSMM_DNN_GRADIENT_INPUT, "input gradient");
+    if (!st) st = bind_one(c, XS_OUT, LIBXSMM_DNN_REGULAR_OUTPUT, "output");
+    if (!st) st = bind_one(c, XS_DOUT, LIBXSMM_DNN_GRADIENT_OUTPUT, "output gradient");
+    if (!st) st = bind_one(c, XS_MASK, LIBXSMM_DNN_POOLING_MASK, "mask");
+    if (st) return st;
+    const size_t bytes = libxsmm_dnn_pooling_get_scratch_size(c->pool, &e);
+    if (anx_xsmm_failed(e)) return anx_xsmm_status(l, "pooling_get_scratch_size", e);
+    if (posix_memalign(&c->scratch, 64, bytes ? bytes : 64)) {
+        c->scratch = NULL;
+        return anx_status_oom("LIBXSMM's pooling scratch", bytes);
+    }
+    e = libxsmm_dnn_pooling_bind_scratch(c->pool, c->scratch);
+    if (anx_xsmm_failed(e)) return anx_xsmm_status(l, "pooling_bind_scratch", e);
+    const char *t = anx_xsmm_target();
+    snprintf(c->impl[ANX_FWD], sizeof c->impl[0], "libxsmm:%s f32_maxpool_fwd (LIBXSMM %s)", t, anx_xsmm_version());
+    snprintf(c->impl[ANX_BWD_DATA], sizeof c->impl[0], "libxsmm:%s f32_maxpool_bwd_data (LIBXSMM %s)", t,
+             anx_xsmm_version());
+    return NULL;
+}
+
+static anx_status need_ctx(const void *ctx)
+{
+    return ctx && ((const xs_ctx *)ctx)->pool ? NULL : "the libxsmm backend needs the layer context its layer_create makes";
+}
+
+/* PyTorch's NaN rule on top of LIBXSMM's result (see the top of this file). */
+static void nan_wins(const anx_layer_desc *l, const float *src, float *dst)
+{
+    const size_t ns = anx_desc_plain_count(l, ANX_SRC);
+    size_t nans = 0;
+    for (size_t i = 0; i < ns; i++) nans += isnan(src[i]) != 0;
+    if (!nans) return;
+    for (int n = 0; n < l->n; n++)
+        for (int c = 0; c < l->oc; c++)
+            for (int oy = 0; oy < l->oh; oy++)
+                for (int ox = 0; ox < l->ow; ox++) {
+                    int found = 0;
+                    float last = 0.0f;
+                    for (int ky = 0; ky < l->kh; ky++)
+                        for (int kx = 0; kx < l->kw; kx++) {
+                            const int y = oy * l->stride + ky, x = ox * l->stride + kx;
+                            const float v = src[anx_xsmm_act4_off(l->ic, l->ih, l->iw, n, c, y, x)];
+                            if (isnan(v)) found = 1, last = v;
+                        }
+                    if (found) dst[anx_xsmm_act4_off(l->oc, l->oh, l->ow, n, c, oy, ox)] = last;
+                }
+}
+
+static anx_status run_fwd(xs_ctx *c, const anx_args *a, float *dst)
+{
+    anx_xsmm_point(c, XS_IN, a->src);
+    anx_xsmm_point(c, XS_OUT, dst);
+    const xs_job j = {c, LIBXSMM_DNN_COMPUTE_KIND_FWD, a, NULL, NULL};
+    anx_status st = anx_xsmm_run(&j, "pooling_execute_st(FWD)");
+    c->mask_src = st ? NULL : a->src;
+    return st;
+}
+
+/* dst [n,c,oh,ow] = max over each kh x kw window of src [n,c,ih,iw]; records the winners */
+anx_status anx_xsmm_maxpool_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a)
+{
+    anx_status st = need_ctx(ctx);
+    if (st) return st;
+    xs_ctx *c = ctx;
+    /* LIBXSMM's AVX-512 pooling kernels write dst with streaming stores (vmovntps), which fault
+       unless dst is 64-byte aligned; the step's buffers are, a caller's need not be (the test
+       harness's guarded buffers): those get LIBXSMM's result through the ctx's aligned dst */
+    const int aligned = (uintptr_t)a->dst % 64 == 0;
+    st = run_fwd(c, a, aligned ? a->dst : c->pool_dst);
+    if (st) return st;
+    if (!aligned) memcpy(a->dst, c->pool_dst, anx_desc_plain_count(l, ANX_DST) * sizeof(float));
+    nan_wins(l, a->src, a->dst);
+    return NULL;
+}
+
+/* diff_src [n,c,ih,iw] = sum over the windows each element won of diff_dst [n,c,oh,ow] */
+anx_status anx_xsmm_maxpool_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a)
+{
+    anx_status st = need_ctx(ctx);
+    if (st) return st;
+    xs_ctx *c = ctx;
+    if (!a->src && !c->mask_src) return "no forward ran and no src given to recompute the pooling mask";
+    if (a->src && a->src != c->mask_src && (st = run_fwd(c, a, c->pool_dst))) return st;
+    /* streaming stores into diff_src too: an unaligned one goes through the ctx's aligned copy */
+    const int aligned = (uintptr_t)a->diff_src % 64 == 0;
+    anx_xsmm_point(c, XS_DOUT, a->diff_dst);
+    anx_xsmm_point(c, XS_DIN, aligned ? a->diff_src : c->dflat);
+    const xs_job j = {c, LIBXSMM_DNN_COMPUTE_KIND_BWD, a, NULL, NULL};
+    st = anx_xsmm_run(&j, "pooling_execute_st(BWD)");
+    if (!st && !aligned) memcpy(a->diff_src, c->dflat, anx_desc_plain_count(l, ANX_SRC) * sizeof(float));
+    return st;
+}
