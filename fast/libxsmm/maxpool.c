@@ -63,10 +63,7 @@ anx_status anx_xsmm_maxpool_create(xs_ctx *c)
     const size_t outs = anx_desc_plain_count(l, ANX_DST);
     c->mask = malloc(outs * sizeof *c->mask);
     if (posix_memalign((void **)&c->pool_dst, 64, (outs ? outs : 1) * sizeof *c->pool_dst)) c->pool_dst = NULL;
-    const size_t ins = anx_desc_plain_count(l, ANX_SRC);
-    if (posix_memalign((void **)&c->dflat, 64, (ins ? ins : 1) * sizeof *c->dflat)) c->dflat = NULL;
-    if (!c->mask || !c->pool_dst || !c->dflat)
-        return anx_status_oom("the libxsmm pooling mask and aligned dst, diff_src", outs * 8 + ins * 4);
+    if (!c->mask || !c->pool_dst) return anx_status_oom("the libxsmm pooling mask and scratch dst", outs * 8);
     anx_status st = NULL;
     if (!st) st = bind_one(c, XS_IN, LIBXSMM_DNN_REGULAR_INPUT, "input");
     if (!st) st = bind_one(c, XS_DIN, LIBXSMM_DNN_GRADIENT_INPUT, "input gradient");
@@ -117,6 +114,16 @@ static void nan_wins(const anx_layer_desc *l, const float *src, float *dst)
                 }
 }
 
+/* LIBXSMM's AVX-512 pooling kernels write dst (fwd) and diff_src (bwd) with streaming stores
+ * (vmovntps), which fault unless 64-byte aligned: the contract of backend.h, refused otherwise. */
+static anx_status unaligned(const anx_layer_desc *l, const char *what)
+{
+    static _Thread_local char why[160];
+    snprintf(why, sizeof why, "%s: %s is not 64-byte aligned (LIBXSMM's pooling stores it with vmovntps)", l->name,
+             what);
+    return why;
+}
+
 static anx_status run_fwd(xs_ctx *c, const anx_args *a, float *dst)
 {
     anx_xsmm_point(c, XS_IN, a->src);
@@ -132,14 +139,9 @@ anx_status anx_xsmm_maxpool_fwd(void *ctx, const anx_layer_desc *l, const anx_ar
 {
     anx_status st = need_ctx(ctx);
     if (st) return st;
-    xs_ctx *c = ctx;
-    /* LIBXSMM's AVX-512 pooling kernels write dst with streaming stores (vmovntps), which fault
-       unless dst is 64-byte aligned; the step's buffers are, a caller's need not be (the test
-       harness's guarded buffers): those get LIBXSMM's result through the ctx's aligned dst */
-    const int aligned = (uintptr_t)a->dst % 64 == 0;
-    st = run_fwd(c, a, aligned ? a->dst : c->pool_dst);
+    if ((uintptr_t)a->dst % 64) return unaligned(l, "dst");
+    st = run_fwd(ctx, a, a->dst);
     if (st) return st;
-    if (!aligned) memcpy(a->dst, c->pool_dst, anx_desc_plain_count(l, ANX_DST) * sizeof(float));
     nan_wins(l, a->src, a->dst);
     return NULL;
 }
@@ -152,12 +154,10 @@ anx_status anx_xsmm_maxpool_bwd_data(void *ctx, const anx_layer_desc *l, const a
     xs_ctx *c = ctx;
     if (!a->src && !c->mask_src) return "no forward ran and no src given to recompute the pooling mask";
     if (a->src && a->src != c->mask_src && (st = run_fwd(c, a, c->pool_dst))) return st;
-    /* streaming stores into diff_src too: an unaligned one goes through the ctx's aligned copy */
-    const int aligned = (uintptr_t)a->diff_src % 64 == 0;
+    if ((uintptr_t)a->diff_src % 64) return unaligned(l, "diff_src");
     anx_xsmm_point(c, XS_DOUT, a->diff_dst);
-    anx_xsmm_point(c, XS_DIN, aligned ? a->diff_src : c->dflat);
+    anx_xsmm_point(c, XS_DIN, a->diff_src);
     const xs_job j = {c, LIBXSMM_DNN_COMPUTE_KIND_BWD, a, NULL, NULL};
     st = anx_xsmm_run(&j, "pooling_execute_st(BWD)");
-    if (!st && !aligned) memcpy(a->diff_src, c->dflat, anx_desc_plain_count(l, ANX_SRC) * sizeof(float));
     return st;
 }

@@ -69,8 +69,7 @@ typedef struct xs_ctx {
     int32_t *mask;          /* pooling: the winners of the last fwd */
     float *pool_dst;        /* pooling: a dst for recomputing the mask (bwd called alone) */
     const float *mask_src;  /* pooling: the src the mask belongs to */
-    float *flat, *dflat;    /* linear on a 4-D src: src and diff_src in the fully-connected layout;
-                               pooling: dflat is its 64-byte aligned diff_src (see maxpool.c) */
+    float *flat, *dflat;    /* linear on a 4-D src: src and diff_src in the fully-connected layout */
     char impl[ANX_DIR_COUNT][112];
 } xs_ctx;
 
