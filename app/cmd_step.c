@@ -457,6 +457,30 @@ static int check_dump_path(const char *path)
 
 /* ------------------------------------------------------------------------------------------ */
 
+/* "workspace: cblas holds 24.20 MiB beside the tensors: Conv2d-1 1.39 MiB, ...": what the
+ * backend's layer contexts cost in memory, per layer that holds any (after the steps: a buffer
+ * made on first use counts). */
+static void print_workspace(const anx_net *net)
+{
+    const anx_model *m = anx_net_model(net);
+    const char *be = anx_net_backend(net)->name;
+    if (anx_net_workspace_bytes(net, 0) < 0) {
+        printf("workspace: not reported by %s\n", be);
+        return;
+    }
+    long long total = 0;
+    for (int i = 0; i <= ANX_NUM_LAYERS; i++) total += anx_net_workspace_bytes(net, i);
+    printf("workspace: %s holds %.2f MiB beside the tensors", be, (double)total / (1024.0 * 1024.0));
+    const char *sep = ":";
+    for (int i = 0; i <= ANX_NUM_LAYERS; i++) {
+        const long long b = anx_net_workspace_bytes(net, i);
+        if (b <= 0) continue;
+        printf("%s %s %.2f MiB", sep, i < ANX_NUM_LAYERS ? m->layers[i].name : m->loss.name, (double)b / (1024.0 * 1024.0));
+        sep = ",";
+    }
+    printf("\n");
+}
+
 static int run_steps(anx_net *net, const step_opts *o, const step_batch *b)
 {
     const anx_model_config *c = &anx_net_model(net)->cfg;
@@ -483,6 +507,7 @@ static int run_steps(anx_net *net, const step_opts *o, const step_batch *b)
     printf("done: %d step%s on %s, Alexnet(%d, %d) batch %d input %d, %.3f s/step, %.2f images/s, loss %.6f\n",
            o->steps, o->steps == 1 ? "" : "s", anx_net_backend(net)->name, c->in_dim, c->n_class, c->batch,
            c->input_hw, total / o->steps, total > 0 ? o->steps * c->batch / total : 0.0, (double)loss);
+    print_workspace(net);
     if (o->dump) {
         int rc = write_dump(o->dump, net, b, loss, o);
         if (rc) return rc;

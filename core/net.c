@@ -403,6 +403,12 @@ void anx_net_get_mask(const anx_net *net, int layer, float *plain)
 double anx_net_layer_seconds(const anx_net *net, int layer, anx_dir dir) { return net->seconds[layer][dir]; }
 double anx_net_adam_seconds(const anx_net *net) { return net->adam_seconds; }
 
+long long anx_net_workspace_bytes(const anx_net *net, int layer)
+{
+    if (!net->be->workspace_bytes) return -1;
+    return (long long)net->be->workspace_bytes(net->ctx[layer], desc_of(net, layer));
+}
+
 int anx_net_first_nonfinite(anx_net *net, int *layer)
 {
     size_t max = 0;

@@ -119,6 +119,13 @@ static void impl_line(cb_ctx *c, const anx_layer_desc *l)
         snprintf(c->impl, sizeof c->impl, "cblas:%s sgemm%s", name, serial);
 }
 
+/* The im2col buffers of a Conv2d (one per thread that runs GEMMs); nothing else is held. */
+static size_t cb_workspace_bytes(void *ctx, const anx_layer_desc *l)
+{
+    (void)l;
+    return ctx ? ((const cb_ctx *)ctx)->col_floats * sizeof(float) : 0;
+}
+
 static anx_status cb_layer_create(void **ctx, const anx_layer_desc *l, int threads)
 {
     *ctx = NULL;
@@ -294,6 +301,7 @@ const anx_backend anx_backend_cblas = {
     .layer_create = cb_layer_create,
     .layer_destroy = cb_layer_destroy,
     .impl_name = cb_impl_name,
+    .workspace_bytes = cb_workspace_bytes,
     .tensor_floats = cb_tensor_floats,
     .tensor_import = cb_tensor_import,
     .tensor_export = cb_tensor_export,

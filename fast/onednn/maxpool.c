@@ -18,6 +18,7 @@ typedef struct pool_ctx {
     onednn_prim fwd, bwd;
     void *ws;               /* [n,c,oh,ow] winners, owned by fwd */
     float *scratch_dst;     /* DST-sized, for the recompute */
+    size_t scratch_bytes;   /* its bytes, once allocated */
     const float *ws_src;    /* the src the workspace belongs to, NULL when none */
 } pool_ctx;
 
@@ -64,6 +65,12 @@ void anx_onednn_maxpool_destroy(void *ctx)
     onednn_prim_destroy(&c->bwd);
     free(c->scratch_dst);
     free(c);
+}
+
+size_t anx_onednn_maxpool_workspace_bytes(void *ctx)
+{
+    const pool_ctx *c = ctx;
+    return c->fwd.owned_bytes + c->bwd.owned_bytes + c->scratch_bytes;
 }
 
 const char *anx_onednn_maxpool_impl(void *ctx, anx_dir dir)
@@ -139,6 +146,7 @@ anx_status anx_onednn_maxpool_bwd_data(void *ctx, const anx_layer_desc *l, const
                 c->scratch_dst = NULL;
                 return anx_status_oom("the pooling scratch dst", bytes);
             }
+            c->scratch_bytes = bytes;
         }
         void *fb[] = {a->src, c->scratch_dst};
         onednn_prim_exec(&c->fwd, fb, c->head.threads);

@@ -285,6 +285,7 @@ void *onednn_prim_arg_owned(onednn_prim *p, int arg, const dnnl_memory_desc_t *m
     if (!m) return NULL;
     void *buf = alloc_bytes(dnnl_memory_desc_get_size(md));
     p->owned[p->nargs - 1] = buf;
+    if (buf) p->owned_bytes += dnnl_memory_desc_get_size(md);
     if (buf) ONEDNN_CHECK(dnnl_memory_set_data_handle(m, buf));
     return buf;
 }
@@ -423,6 +424,17 @@ void anx_onednn_layer_destroy(void *ctx)
     case ANX_OP_MAXPOOL: anx_onednn_maxpool_destroy(ctx); break;
     default: free(ctx);
     }
+}
+
+/* The buffers the layer's primitives own (user-mode scratchpads, pooling workspace, reordered weights). */
+size_t anx_onednn_workspace_bytes(void *ctx, const anx_layer_desc *l)
+{
+    if (!ctx) return 0;
+    if (l->op == ANX_OP_MAXPOOL) return anx_onednn_maxpool_workspace_bytes(ctx);
+    if (l->op != ANX_OP_CONV2D && l->op != ANX_OP_LINEAR) return 0;
+    const onednn_weighted_layer *wl = ctx;
+    return wl->fwd.owned_bytes + wl->bwd_data.owned_bytes + wl->bwd_weights.owned_bytes + wl->wei_to_bwd.owned_bytes +
+           wl->dwei_to_fwd.owned_bytes;
 }
 
 /* oneDNN names its Winograd implementations jit_wino_<m>x<r> (2.6: jit_wino_4x3, F(4x4, 3x3)). */

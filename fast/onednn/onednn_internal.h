@@ -78,6 +78,7 @@ typedef struct onednn_prim {
     dnnl_exec_arg_t args[ONEDNN_MAX_ARGS];
     int user[ONEDNN_MAX_ARGS]; /* 1: the handle is set per exec from the caller's pointers */
     void *owned[ONEDNN_MAX_ARGS];
+    size_t owned_bytes; /* the owned buffers' bytes (scratchpad, workspace, reordered weights) */
     char impl[64];
 } onednn_prim;
 
@@ -200,6 +201,8 @@ anx_status anx_onednn_layer_create(void **out, const anx_layer_desc *l, int thre
 void anx_onednn_layer_destroy(void *ctx);
 const char *anx_onednn_impl_name(void *ctx, const anx_layer_desc *l, anx_dir dir);
 const char *anx_onednn_transform_algorithm(void *ctx, const anx_layer_desc *l, anx_dir dir);
+size_t anx_onednn_workspace_bytes(void *ctx, const anx_layer_desc *l);
+size_t anx_onednn_maxpool_workspace_bytes(void *ctx);
 size_t anx_onednn_tensor_floats(const anx_layer_desc *l, anx_slot slot);
 void anx_onednn_tensor_import(const anx_layer_desc *l, anx_slot slot, float *dst, const float *plain);
 void anx_onednn_tensor_export(const anx_layer_desc *l, anx_slot slot, float *plain, const float *src);
@@ -214,6 +217,7 @@ anx_status anx_onednn_dropout_bwd_data(void *ctx, const anx_layer_desc *l, const
 #define ANX_ONEDNN_SHARED_SLOTS                                                                            \
     .supports = anx_onednn_supports, .layer_destroy = anx_onednn_layer_destroy,                            \
     .impl_name = anx_onednn_impl_name, .transform_algorithm = anx_onednn_transform_algorithm,              \
+    .workspace_bytes = anx_onednn_workspace_bytes,                                                         \
     .tensor_floats = anx_onednn_tensor_floats,                                                             \
     .tensor_import = anx_onednn_tensor_import, .tensor_export = anx_onednn_tensor_export,                  \
     .exec =                                                                                                \

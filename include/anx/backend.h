@@ -81,6 +81,11 @@ typedef struct anx_backend {
        round on their own ("Winograd F(4x4,3x3)": even integer data comes out inexact).  The
        harness (tests/backends) holds such rows to the bound instead of to bits.  Optional. */
     const char *(*transform_algorithm)(void *ctx, const anx_layer_desc *l, anx_dir dir);
+    /* Bytes the ctx of l holds beside the tensors, at the time of the call (im2col buffers,
+       scratchpads, reordered weights, pooling workspaces): what the backend costs in memory
+       beyond the network's tensors.  `anx step` prints it per layer.  Optional (NULL: not
+       reported, which is not the same as 0). */
+    size_t (*workspace_bytes)(void *ctx, const anx_layer_desc *l);
     /* Floats needed by one tensor of this layer in this backend's layout (>= plain count).
        Padding elements must be imported as 0 and kept 0 by every exec (Adam runs over them). */
     size_t (*tensor_floats)(const anx_layer_desc *l, anx_slot slot);
