@@ -234,7 +234,7 @@ void anx_xsmm_ctx_destroy(xs_ctx *c)
     free(c);
 }
 
-static anx_status make_ctx(xs_ctx **out, const anx_layer_desc *l, int threads)
+static anx_status make_ctx(xs_ctx **out, const anx_layer_desc *l, int threads, int probe)
 {
     *out = NULL;
     xs_ctx *c = calloc(1, sizeof *c);
@@ -242,6 +242,7 @@ static anx_status make_ctx(xs_ctx **out, const anx_layer_desc *l, int threads)
     c->op = l->op;
     c->threads = threads > 0 ? threads : omp_get_max_threads();
     c->l = *l;
+    c->probe = probe;
     anx_status st = NULL;
     switch (l->op) {
     case ANX_OP_CONV2D: st = anx_xsmm_conv2d_create(c); break;
@@ -260,7 +261,7 @@ static anx_status make_ctx(xs_ctx **out, const anx_layer_desc *l, int threads)
 static anx_status xs_layer_create(void **ctx, const anx_layer_desc *l, int threads)
 {
     xs_ctx *c;
-    anx_status st = make_ctx(&c, l, threads);
+    anx_status st = make_ctx(&c, l, threads, 0);
     *ctx = c;
     return st;
 }
@@ -284,8 +285,10 @@ static const char *static_declines(const anx_layer_desc *l)
     return NULL;
 }
 
-/* Does LIBXSMM make a handle for l?  Made once per distinct layer (a JIT compile) and remembered:
- * supports() is asked for every (layer, direction) many times. */
+/* Does LIBXSMM make a handle for l?  Its create call's status is the reason when not (what anx
+ * does after that, binding tensors and checking LIBXSMM's blocks against anx_xsmm_blk, fails in
+ * layer_create instead: a bug of anx, never a decline).  Made once per distinct layer (a JIT
+ * compile) and remembered: supports() is asked for every (layer, direction) many times. */
 typedef struct decl_memo {
     anx_layer_desc l;
     char why[320];
@@ -313,7 +316,7 @@ static const char *library_declines(const anx_layer_desc *l)
             return why;
         }
     xs_ctx *c;
-    anx_status st = make_ctx(&c, l, 1);
+    anx_status st = make_ctx(&c, l, 1, 1);
     anx_xsmm_ctx_destroy(c);
     decl_memo *m = &g_memo[g_memo_next];
     g_memo_next = (g_memo_next + 1) % 64;

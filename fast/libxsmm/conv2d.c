@@ -74,6 +74,7 @@ anx_status anx_xsmm_conv2d_create(xs_ctx *c)
         c->conv = NULL;
         return anx_xsmm_status(l, "create_conv_layer", e);
     }
+    if (c->probe) return NULL; /* LIBXSMM takes the layer; the rest is anx's own */
     const int bi = anx_xsmm_blk(l->ic), bo = anx_xsmm_blk(l->oc);
     anx_status st = NULL;
     if (!st) st = bind_one(c, XS_IN, LIBXSMM_DNN_REGULAR_INPUT, bi, "input");

@@ -76,6 +76,7 @@ anx_status anx_xsmm_linear_create(xs_ctx *c)
         c->fc = NULL;
         return anx_xsmm_status(l, "create_fullyconnected", e);
     }
+    if (c->probe) return NULL; /* LIBXSMM takes the layer; the rest is anx's own */
     anx_status st = NULL;
     if (!st) st = bind_one(c, XS_IN, LIBXSMM_DNN_REGULAR_INPUT, bc, l->n, "input");
     if (!st) st = bind_one(c, XS_DIN, LIBXSMM_DNN_GRADIENT_INPUT, bc, l->n, "input gradient");

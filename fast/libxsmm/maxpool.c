@@ -60,6 +60,7 @@ anx_status anx_xsmm_maxpool_create(xs_ctx *c)
         c->pool = NULL;
         return anx_xsmm_status(l, "create_pooling", e);
     }
+    if (c->probe) return NULL; /* LIBXSMM takes the layer; the rest is anx's own */
     const size_t outs = anx_desc_plain_count(l, ANX_DST);
     c->mask = malloc(outs * sizeof *c->mask);
     if (posix_memalign((void **)&c->pool_dst, 64, (outs ? outs : 1) * sizeof *c->pool_dst)) c->pool_dst = NULL;

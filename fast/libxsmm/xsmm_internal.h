@@ -60,6 +60,7 @@ enum { XS_IN, XS_OUT, XS_FILTER, XS_DIN, XS_DOUT, XS_DFILTER, XS_MASK, XS_TENSOR
 typedef struct xs_ctx {
     anx_op op;
     int threads;
+    int probe; /* supports(): stop after LIBXSMM made (or refused) the handle */
     anx_layer_desc l;
     libxsmm_dnn_layer *conv;
     libxsmm_dnn_fullyconnected *fc;
