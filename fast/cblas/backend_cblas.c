@@ -1,14 +1,16 @@
 /* anx_backend_cblas: im2col + sgemm on the system's CBLAS (OpenBLAS, BLIS, netlib), ref's plain
  * layouts, ref's pooling kernels and the shared element-wise ops, loss and Adam.
  *
- * The build links the generic libblas.so.3, so which library runs is only known at run time: it
- * is asked (openblas_get_config, found with dlsym) or recognised from the file cblas_sgemm was
- * resolved from (dladdr: Debian's BLIS libblas.so.3 exports no bli_* call), and impl_name says
- * it.  The library is made serial before its first call, through its API where it exports one
+ * The generic libblas.so.3 (Debian's BLAS alternative) is loaded with dlopen at the first
+ * layer_create, not linked: a linked OpenBLAS starts its thread pool in every anx process, cblas
+ * used or not.  Which library that is is only known then: it is asked (openblas_get_config, found
+ * with dlsym) or recognised from the file cblas_sgemm was resolved from (dladdr: Debian's BLIS
+ * libblas.so.3 exports no bli_* call), and impl_name says it.  The library is made serial before
+ * its first call, through its API where it exports one
  * (openblas_set_num_threads), else its documented environment variable (BLIS_NUM_THREADS, read
  * when BLIS initialises); the threads are anx's (cblas_internal.h says why).
  */
-#define _GNU_SOURCE /* dladdr, RTLD_DEFAULT */
+#define _GNU_SOURCE /* dladdr */
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -35,7 +37,14 @@ typedef struct cb_lib {
        threads ran conv bwd_weights tiles at once in anx-bench; elsewhere the tiles run on one thread. */
     int concurrent;
     const char *env;          /* else the variable it reads at its first call, or NULL (serial) */
+    char error[224];          /* why it could not be loaded, else "" */
 } cb_lib;
+
+/* Debian's BLAS alternative (OpenBLAS, BLIS, netlib behind one SONAME), the file the build found. */
+#define CB_BLAS_SONAME "libblas.so.3"
+
+__typeof__(cblas_sgemm) *cb_sgemm;
+static void *g_blas; /* dlopen handle, never closed (the library's threads may outlive a call) */
 
 static cb_lib g_lib;
 static pthread_once_t g_lib_once = PTHREAD_ONCE_INIT;
@@ -44,17 +53,17 @@ static pthread_once_t g_lib_once = PTHREAD_ONCE_INIT;
  * openblas_get_parallel() 0 serial, 1 pthreads, 2 OpenMP -> "openblas-0.3.21-pthread" */
 static int lib_from_openblas(void)
 {
-    char *(*get_config)(void) = (char *(*)(void))dlsym(RTLD_DEFAULT, "openblas_get_config");
-    int (*get_parallel)(void) = (int (*)(void))dlsym(RTLD_DEFAULT, "openblas_get_parallel");
+    char *(*get_config)(void) = (char *(*)(void))dlsym(g_blas, "openblas_get_config");
+    int (*get_parallel)(void) = (int (*)(void))dlsym(g_blas, "openblas_get_parallel");
     if (!get_config) return 0;
     char version[32] = "?";
     sscanf(get_config(), "OpenBLAS %31s", version);
     const int par = get_parallel ? get_parallel() : -1;
     snprintf(g_lib.name, sizeof g_lib.name, "openblas-%s-%s", version,
              par == 0 ? "serial" : par == 1 ? "pthread" : par == 2 ? "openmp" : "?");
-    char *(*get_core)(void) = (char *(*)(void))dlsym(RTLD_DEFAULT, "openblas_get_corename");
+    char *(*get_core)(void) = (char *(*)(void))dlsym(g_blas, "openblas_get_corename");
     if (get_core) snprintf(g_lib.core, sizeof g_lib.core, "%.31s", get_core());
-    g_lib.set_threads = (void (*)(int))dlsym(RTLD_DEFAULT, "openblas_set_num_threads");
+    g_lib.set_threads = (void (*)(int))dlsym(g_blas, "openblas_set_num_threads");
     g_lib.env = g_lib.set_threads ? NULL : "OPENBLAS_NUM_THREADS";
     g_lib.concurrent = 1;
     return 1;
@@ -65,7 +74,7 @@ static int lib_from_openblas(void)
 static void lib_from_path(void)
 {
     Dl_info info;
-    void *sgemm = dlsym(RTLD_DEFAULT, "cblas_sgemm");
+    void *sgemm = (void *)cb_sgemm;
     const char *path = sgemm && dladdr(sgemm, &info) && info.dli_fname ? info.dli_fname : "unknown";
     char dir[256];
     snprintf(dir, sizeof dir, "%s", path);
@@ -82,6 +91,14 @@ static void lib_from_path(void)
 
 static void lib_init(void)
 {
+    g_blas = dlopen(CB_BLAS_SONAME, RTLD_NOW | RTLD_LOCAL);
+    if (g_blas) cb_sgemm = (__typeof__(cblas_sgemm) *)dlsym(g_blas, "cblas_sgemm");
+    if (!g_blas || !cb_sgemm) {
+        const char *e = dlerror();
+        snprintf(g_lib.error, sizeof g_lib.error, "cblas: cannot load cblas_sgemm from %s: %.160s", CB_BLAS_SONAME,
+                 e ? e : "no such symbol");
+        return;
+    }
     if (!lib_from_openblas()) lib_from_path();
     if (g_lib.set_threads) g_lib.set_threads(1);
     else if (g_lib.env) setenv(g_lib.env, "1", 1); /* before the first call: lib() runs in layer_create */
@@ -126,6 +143,8 @@ static size_t cb_workspace_bytes(void *ctx, const anx_layer_desc *l)
     return ctx ? ((const cb_ctx *)ctx)->col_floats * sizeof(float) : 0;
 }
 
+static void cb_layer_destroy(void *ctx);
+
 static anx_status cb_layer_create(void **ctx, const anx_layer_desc *l, int threads)
 {
     *ctx = NULL;
@@ -142,7 +161,10 @@ static anx_status cb_layer_create(void **ctx, const anx_layer_desc *l, int threa
             return anx_status_oom("the cblas im2col buffers", bytes);
         }
     }
-    lib(); /* the library made serial before its first call */
+    if (lib()->error[0]) { /* loaded, and made serial before its first call */
+        cb_layer_destroy(c);
+        return lib()->error;
+    }
     *ctx = c;
     return NULL;
 }

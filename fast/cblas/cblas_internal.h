@@ -17,7 +17,14 @@
 
 #include <stddef.h>
 
+#include <cblas.h>
+
 #include "anx/backend.h"
+
+/* cblas_sgemm of the BLAS that backend_cblas.c loads (dlopen) at the first layer_create, not at
+ * program start: linking it would make every anx process load OpenBLAS and start its thread pool,
+ * cblas used or not.  NULL until then; conv2d.c and linear.c call through it. */
+extern __typeof__(cblas_sgemm) *cb_sgemm;
 
 typedef struct cb_ctx {
     int threads;       /* the layer's thread count (<= 0: OpenMP's default at layer_create) */

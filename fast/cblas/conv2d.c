@@ -84,7 +84,7 @@ void anx_f32_conv2d_fwd__cblas_im2col(float *dst, const float *src, const float 
         im2col(c, src + (size_t)i * ic * ih * iw, ic, ih, iw, oh, ow, kh, kw, stride, pad, 1);
         for (int o = 0; o < oc; o++)
             for (int p = 0; p < P; p++) d[(size_t)o * P + p] = b[o];
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, oc, P, K, 1.0f, w, K, c, P, 1.0f, d, P);
+        cb_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, oc, P, K, 1.0f, w, K, c, P, 1.0f, d, P);
     }
 }
 
@@ -100,7 +100,7 @@ void anx_f32_conv2d_bwd_data__cblas_col2im(float *diff_src, const float *diff_ds
 #pragma omp parallel for schedule(static) num_threads(team(threads))
     for (int i = 0; i < n; i++) {
         float *c = col + (size_t)omp_get_thread_num() * K * P;
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, P, oc, 1.0f, w, K, diff_dst + (size_t)i * oc * P, P,
+        cb_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, P, oc, 1.0f, w, K, diff_dst + (size_t)i * oc * P, P,
                     0.0f, c, P);
         col2im(diff_src + (size_t)i * ic * ih * iw, c, ic, ih, iw, oh, ow, kh, kw, stride, pad, 1);
     }
@@ -134,7 +134,7 @@ void anx_f32_conv2d_bwd_weights__cblas_im2col(float *diff_w, float *diff_b, cons
 #pragma omp parallel for schedule(static) num_threads(team(threads))
         for (int t = 0; t < tiles; t++) {
             const int o0 = t * CB_BWW_ROWS, m = oc - o0 < CB_BWW_ROWS ? oc - o0 : CB_BWW_ROWS;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, K, P, 1.0f, dd + (size_t)o0 * P, P, col, P,
+            cb_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, K, P, 1.0f, dd + (size_t)o0 * P, P, col, P,
                         i ? 1.0f : 0.0f, diff_w + (size_t)o0 * K, K);
         }
     }

@@ -22,7 +22,7 @@ void anx_f32_linear_fwd__cblas_sgemm(float *dst, const float *src, const float *
 #pragma omp parallel for schedule(static) num_threads(team(threads))
     for (int t = 0; t < tiles; t++) {
         const int o0 = t * CB_LIN_FWD_COLS;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, tile_len(oc, o0, CB_LIN_FWD_COLS), k, 1.0f, src, k,
+        cb_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, tile_len(oc, o0, CB_LIN_FWD_COLS), k, 1.0f, src, k,
                     w + (size_t)o0 * k, k, 1.0f, dst + o0, oc);
     }
 }
@@ -35,7 +35,7 @@ void anx_f32_linear_bwd_data__cblas_sgemm(float *diff_src, const float *diff_dst
 #pragma omp parallel for schedule(static) num_threads(team(threads))
     for (int t = 0; t < tiles; t++) {
         const int k0 = t * CB_LIN_BWD_COLS;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, tile_len(k, k0, CB_LIN_BWD_COLS), oc, 1.0f,
+        cb_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, tile_len(k, k0, CB_LIN_BWD_COLS), oc, 1.0f,
                     diff_dst, oc, w + k0, k, 0.0f, diff_src + k0, k);
     }
 }
@@ -49,7 +49,7 @@ void anx_f32_linear_bwd_weights__cblas_sgemm(float *diff_w, float *diff_b, const
 #pragma omp parallel for schedule(static) num_threads(team(threads))
     for (int t = 0; t < tiles; t++) {
         const int o0 = t * CB_LIN_BWW_ROWS;
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, tile_len(oc, o0, CB_LIN_BWW_ROWS), k, n, 1.0f,
+        cb_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, tile_len(oc, o0, CB_LIN_BWW_ROWS), k, n, 1.0f,
                     diff_dst + o0, oc, src, k, 0.0f, diff_w + (size_t)o0 * k, k);
     }
     for (int o = 0; o < oc; o++) {
