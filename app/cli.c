@@ -1,5 +1,6 @@
 #include "cli.h"
 
+#include "anx/dist.h"
 #include "anx/net.h"
 
 #include <errno.h>
@@ -15,6 +16,7 @@ int cli_error(const char *cmd, const char *fmt, ...)
 {
     va_list ap;
     fprintf(stderr, "anx %s: ", cmd);
+    if (anx_dist_size() > 1) fprintf(stderr, "rank %d of %d: ", anx_dist_rank(), anx_dist_size());
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);

@@ -36,7 +36,7 @@ typedef struct cli_flag {
 int cli_parse(const char *cmd, const char *usage, int argc, char **argv, const cli_flag *flags,
               int nflags, const char **positional, int max_positional, int *npositional);
 
-/* "anx <cmd>: " + message to stderr, newline, returns ANX_EXIT_USAGE */
+/* "anx <cmd>: " (+ "rank R of N: " under mpirun) + message to stderr, newline, returns ANX_EXIT_USAGE */
 int cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Bytes of memory a new allocation can still get: MemAvailable + SwapFree of /proc/meminfo

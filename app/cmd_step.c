@@ -13,6 +13,11 @@
  *            parameters and Adam moments after it.
  * Every file problem is one line on stderr naming the file and tensor, exit status 2, and no
  * dump is written (the writer commits by rename only after everything succeeded).
+ *
+ * Under mpirun (docs/mpi.md) rank r runs samples r*B/N.. of the batch (its dropout masks drawn at
+ * those global positions), the gradients are allreduced (anx/dist.h), and rank 0 dumps the global
+ * step: activations and masks gathered in rank order, grad_out.* scaled to the global batch's
+ * mean loss (x local/B), the loss the global mean; the dump reads as one process's.
  */
 #include <errno.h>
 #include <float.h>
@@ -25,6 +30,7 @@
 #include <unistd.h>
 
 #include "anx/backend.h"
+#include "anx/dist.h"
 #include "anx/model.h"
 #include "anx/net.h"
 #include "anx/rng.h"
@@ -336,7 +342,23 @@ static int seed_batch(const anx_model_config *cfg, uint64_t seed, step_batch *b)
 /* Writer errors are remembered by the writer and reported by commit. */
 static void add_f32(anx_st_writer *w, const char *name, const int64_t *shape, int ndim, const float *data)
 {
-    anx_st_writer_add(w, name, ANX_DTYPE_F32, shape, ndim, data);
+    if (w) anx_st_writer_add(w, name, ANX_DTYPE_F32, shape, ndim, data); /* NULL: a rank but 0 */
+}
+
+/* This rank's n floats, times scale, gathered in rank order into rank 0's [ranks * n] *out
+ * (malloc'd there; NULL elsewhere or when out of memory). */
+static float *gather(float *mine, size_t n, float scale)
+{
+    char err[ERR_LEN];
+    if (scale != 1.0f)
+        for (size_t i = 0; i < n; i++) mine[i] *= scale;
+    float *all = anx_dist_rank() == 0 ? malloc(n * (size_t)anx_dist_size() * sizeof(float)) : NULL;
+    if (anx_dist_gather_f32(all, mine, n, err, sizeof err)) {
+        fprintf(stderr, "anx step: %s\n", err);
+        free(all);
+        return NULL;
+    }
+    return all;
 }
 
 /* out.<layer> and grad_out.<layer>: NCHW up to MaxPool2d-13, [n, features] after the flatten */
@@ -346,7 +368,8 @@ static int layer_shape(const anx_layer_desc *l, int flat, int64_t *shape)
     return flat ? 2 : 4;
 }
 
-static void add_activations(anx_st_writer *w, const anx_net *net, int grad)
+/* scale: grad_out of a rank's slice is d(its mean loss), x local/B makes it d(the global mean) */
+static void add_activations(anx_st_writer *w, const anx_net *net, int grad, float scale)
 {
     const anx_model *m = anx_net_model(net);
     const int flat_from = anx_model_find_layer(m, "Linear-14");
@@ -355,12 +378,19 @@ static void add_activations(anx_st_writer *w, const anx_net *net, int grad)
         const anx_layer_desc *l = &m->layers[i];
         int64_t shape[4];
         int nd = layer_shape(l, i >= flat_from, shape);
-        float *buf = malloc(anx_desc_plain_count(l, ANX_DST) * sizeof(float));
-        if (!buf) {
-            anx_st_writer_add(w, l->name, ANX_DTYPE_F32, NULL, -1, NULL); /* records the failure */
-            return;
+        shape[0] *= anx_dist_size();
+        size_t n = anx_desc_plain_count(l, ANX_DST);
+        float *buf = malloc(n * sizeof(float)), *all = NULL;
+        if (buf) anx_net_get_activation(net, i, grad, buf);
+        if (buf && anx_dist_size() > 1) {
+            all = gather(buf, n, grad ? scale : 1.0f);
+            free(buf);
+            buf = all;
         }
-        anx_net_get_activation(net, i, grad, buf);
+        if (!buf) {
+            if (w) anx_st_writer_add(w, l->name, ANX_DTYPE_F32, NULL, -1, NULL); /* records the failure */
+            continue;
+        }
         snprintf(name, sizeof name, "%s.%s", grad ? "grad_out" : "out", l->name);
         add_f32(w, name, shape, nd, buf);
         free(buf);
@@ -395,7 +425,21 @@ static void add_meta_i64(anx_st_writer *w, const char *key, int64_t v)
 static int write_dump(const char *path, const anx_net *net, const step_batch *b, float loss, const step_opts *o)
 {
     const anx_model *m = anx_net_model(net);
-    const anx_model_config *c = &m->cfg;
+    anx_model_config global = m->cfg, *c = &global; /* the dump is the global batch's */
+    const int ranks = anx_dist_size(), local = m->cfg.batch;
+    global.batch *= ranks;
+    if (anx_dist_rank() != 0) { /* take part in the gathers; rank 0 writes */
+        float *mask = malloc((size_t)local * MASK_FEATURES * sizeof(float));
+        const char *const drop[2] = {"Dropout-16", "Dropout-19"};
+        for (int k = 0; k < 2 && mask; k++) {
+            anx_net_get_mask(net, anx_model_find_layer(m, drop[k]), mask);
+            free(gather(mask, (size_t)local * MASK_FEATURES, 1.0f));
+        }
+        free(mask);
+        add_activations(NULL, net, 0, 1.0f);
+        add_activations(NULL, net, 1, (float)local / global.batch);
+        return 0;
+    }
     anx_st_writer *w = anx_st_writer_new();
     if (!w) return cli_error(CMD, "--dump %s: out of memory", path);
     anx_st_writer_meta(w, "backend", anx_net_backend(net)->name);
@@ -418,17 +462,19 @@ static int write_dump(const char *path, const anx_net *net, const step_batch *b,
                   mshape[2] = {c->batch, MASK_FEATURES};
     add_f32(w, "input", ishape, 4, b->input);
     anx_st_writer_add(w, "target", ANX_DTYPE_I64, tshape, 1, b->target);
-    float *mask = malloc((size_t)c->batch * MASK_FEATURES * sizeof(float));
+    float *mask = malloc((size_t)local * MASK_FEATURES * sizeof(float));
     const char *const drop[2] = {"Dropout-16", "Dropout-19"};
     for (int k = 0; k < 2; k++) {
         char name[32];
         snprintf(name, sizeof name, "mask.%s", drop[k]);
         if (mask) anx_net_get_mask(net, anx_model_find_layer(m, drop[k]), mask);
-        anx_st_writer_add(w, name, ANX_DTYPE_F32, mask ? mshape : NULL, mask ? 2 : -1, mask);
+        float *all = !mask ? NULL : ranks > 1 ? gather(mask, (size_t)local * MASK_FEATURES, 1.0f) : mask;
+        anx_st_writer_add(w, name, ANX_DTYPE_F32, all ? mshape : NULL, all ? 2 : -1, all);
+        if (all != mask) free(all);
     }
     free(mask);
-    add_activations(w, net, 0);
-    add_activations(w, net, 1);
+    add_activations(w, net, 0, 1.0f);
+    add_activations(w, net, 1, (float)local / global.batch);
     add_f32(w, "loss", NULL, 0, &loss);
     add_states(w, net, ANX_GRAD, "grad.");
     add_states(w, net, ANX_PARAM, "");
@@ -481,6 +527,25 @@ static void print_workspace(const anx_net *net)
     printf("\n");
 }
 
+/* One training step; under mpirun each rank's share (1/N) of the gradients is allreduced during
+ * the backward pass and *loss is the global batch's mean.  0, or 2 after the one-line error. */
+static int train_step(anx_net *net, float lr, float *loss)
+{
+    char err[ERR_LEN];
+    const int ranks = anx_dist_size();
+    anx_dist_stats st;
+    if (ranks == 1) return anx_net_train_step(net, lr, loss) ? cli_error(CMD, "%s", anx_net_error(net)) : 0;
+    if (anx_net_forward(net, 1, loss)) return cli_error(CMD, "%s", anx_net_error(net));
+    anx_dist_grads_begin(net, 1.0 / ranks, 1);
+    if (anx_net_backward(net)) return cli_error(CMD, "%s", anx_net_error(net));
+    if (anx_dist_grads_end(net, &st, err, sizeof err)) return cli_error(CMD, "%s", err);
+    anx_net_adam(net, lr);
+    double sum = *loss;
+    if (anx_dist_sum_f64(&sum, 1, err, sizeof err)) return cli_error(CMD, "%s", err);
+    *loss = (float)(sum / ranks);
+    return 0;
+}
+
 static int run_steps(anx_net *net, const step_opts *o, const step_batch *b)
 {
     const anx_model_config *c = &anx_net_model(net)->cfg;
@@ -489,7 +554,7 @@ static int run_steps(anx_net *net, const step_opts *o, const step_batch *b)
     int bad = 0;
     for (int i = 0; i < o->steps; i++) {
         double t0 = cli_now();
-        if (anx_net_train_step(net, o->lr, &loss)) return cli_error(CMD, "%s", anx_net_error(net));
+        if (train_step(net, o->lr, &loss)) return ANX_EXIT_USAGE;
         double dt = cli_now() - t0;
         total += dt;
         printf("step %" PRId64 " loss %.6f time %.3f s\n", anx_net_step_count(net), (double)loss, dt);
@@ -504,9 +569,10 @@ static int run_steps(anx_net *net, const step_opts *o, const step_batch *b)
             break;
         }
     }
+    const int batch = c->batch * anx_dist_size();
     printf("done: %d step%s on %s, Alexnet(%d, %d) batch %d input %d, %.3f s/step, %.2f images/s, loss %.6f\n",
-           o->steps, o->steps == 1 ? "" : "s", anx_net_backend(net)->name, c->in_dim, c->n_class, c->batch,
-           c->input_hw, total / o->steps, total > 0 ? o->steps * c->batch / total : 0.0, (double)loss);
+           o->steps, o->steps == 1 ? "" : "s", anx_net_backend(net)->name, c->in_dim, c->n_class, batch,
+           c->input_hw, total / o->steps, total > 0 ? o->steps * batch / total : 0.0, (double)loss);
     print_workspace(net);
     if (o->dump) {
         int rc = write_dump(o->dump, net, b, loss, o);
@@ -604,7 +670,16 @@ static int run(int argc, char **argv)
     anx_net *net = NULL;
     char err[ERR_LEN];
     anx_model_config cfg;
+    if (anx_dist_init(err, sizeof err)) return cli_error(CMD, "%s", err);
+    const int ranks = anx_dist_size(), rank = anx_dist_rank();
+    if (rank != 0 && !freopen("/dev/null", "w", stdout)) return cli_error(CMD, "cannot silence stdout");
     if ((rc = load_files(&o, &wf, &xf, &cfg, &batch))) goto out;
+    if (cfg.batch % ranks) {
+        rc = cli_error(CMD, "batch %d does not divide by the %d ranks", cfg.batch, ranks);
+        goto out;
+    }
+    cfg.batch /= ranks; /* this rank's samples rank*batch.. of the global batch */
+    const size_t first = (size_t)rank * cfg.batch, per = (size_t)cfg.in_dim * cfg.input_hw * cfg.input_hw;
 
     if (!(net = anx_net_create(be, &cfg, o.threads, err, sizeof err))) {
         rc = cli_error(CMD, "--backend %s: %s", be->name, err);
@@ -616,12 +691,13 @@ static int run(int argc, char **argv)
     }
     if (o.weights && (rc = load_weights(net, &wf))) goto out;
     anx_st_free(&wf); /* the weights are in the network now */
-    if (anx_net_set_input(net, batch.input, batch.target)) {
+    if (anx_net_set_input(net, batch.input + first * per, batch.target + first)) {
         rc = cli_error(CMD, "a target is outside 0..%d", cfg.n_class - 1);
         goto out;
     }
     anx_net_set_dropout_seed(net, (uint64_t)o.seed);
-    if (batch.mask16 && anx_net_set_masks(net, batch.mask16, batch.mask19)) {
+    anx_net_set_dropout_offset(net, (int64_t)first);
+    if (batch.mask16 && anx_net_set_masks(net, batch.mask16 + first * MASK_FEATURES, batch.mask19 + first * MASK_FEATURES)) {
         rc = cli_error(CMD, "%s", anx_net_error(net));
         goto out;
     }
@@ -632,6 +708,8 @@ out:
     batch_free(&batch);
     anx_st_free(&wf);
     anx_st_free(&xf);
+    if (ranks > 1 && rc != ANX_EXIT_OK && rc != ANX_EXIT_FAIL) anx_dist_abort(rc); /* the others may wait */
+    anx_dist_finalize();
     return rc;
 }
 

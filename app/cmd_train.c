@@ -11,7 +11,13 @@
  * The net has a fixed batch size; when the training set does not divide by it (or --skip-bad
  * shortened a batch), the short batch runs on a second net of that size, with the parameters and Adam
  * state copied over and back, so it is a true smaller batch (PyTorch's drop_last=False) and
- * not a padded one.  Evaluation pads instead (forward only, samples are independent). */
+ * not a padded one.  Evaluation pads instead (forward only, samples are independent).
+ *
+ * Under mpirun (docs/mpi.md) every rank runs this loop on its slice of each global batch of
+ * --batch images (anx_shard), with a net of batch/N: rank 0 initialises (or resumes) and
+ * broadcasts the state, dropout masks are drawn at the slice's global positions, each layer's
+ * gradient is allreduced as soon as its backward is done (anx/dist.h), weighted by the rank's
+ * share of the batch, and only rank 0 prints, writes metrics and checkpoints. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -20,6 +26,7 @@
 #include <unistd.h>
 
 #include "anx/data.h"
+#include "anx/dist.h"
 #include "anx/net.h"
 #include "anx/safetensors.h"
 #include "cli.h"
@@ -29,7 +36,7 @@
 #define DEFAULT_LR 1e-4f /* what learns here; the tutorial's 1e-3 is documented in docs/data.md */
 
 typedef struct train_opts {
-    const char *data, *backend, *metrics, *checkpoint, *resume, *grid, *filters;
+    const char *data, *backend, *metrics, *checkpoint, *resume, *grid, *filters, *allreduce;
     int epochs, batch, threads, size, antialias, skip_bad;
     float lr;
     int64_t seed;
@@ -44,6 +51,9 @@ typedef struct trainer {
     float *x, *logits, *scratch; /* [batch,3,s,s], [batch,n_class], [max param count] */
     int64_t *y;
     int epoch0; /* epochs already done (from --resume) */
+    int ranks, rank, local;   /* the world (1 alone) and this rank's share of a full batch */
+    int overlap;              /* --allreduce overlap (1) or after (0) */
+    double comm_exposed, comm_total; /* summed over the epoch's steps */
 } trainer;
 
 /* The available backend with the highest train_rank (registry order breaks ties), else the reference. */
@@ -240,7 +250,7 @@ static int step(trainer *t, int count, float *loss, int *correct, char *err, siz
 {
     const int nc = t->train.n_classes;
     anx_net *net = t->net;
-    if (count < t->o.batch) {
+    if (count < t->local) {
         if (tail_net(t, count, err, errlen)) return 2;
         copy_state(t->tail, t->net, t->scratch);
         net = t->tail;
@@ -257,13 +267,58 @@ static int step(trainer *t, int count, float *loss, int *correct, char *err, siz
     return 0;
 }
 
+/* The data-parallel step: this rank's count images at positions first.. of a global batch of
+ * total images.  forward, backward with each layer's gradient allreduced as it is done (weighted
+ * count/total), Adam.  A rank with no image exchanges zeros.  *loss is this rank's mean. */
+static int step_dist(trainer *t, int count, int first, int total, float *loss, int *correct, char *err,
+                     size_t errlen)
+{
+    const int nc = t->train.n_classes;
+    anx_net *net = t->net;
+    anx_dist_stats st;
+    *loss = 0, *correct = 0;
+    if (count == 0) {
+        anx_dist_grads_begin(net, 0, t->overlap);
+        anx_dist_grads_zero(net);
+    } else {
+        if (count < t->local) {
+            if (tail_net(t, count, err, errlen)) return 2;
+            copy_state(t->tail, t->net, t->scratch);
+            net = t->tail;
+        }
+        anx_net_set_dropout_offset(net, first);
+        anx_net_set_input(net, t->x, t->y);
+        if (anx_net_forward(net, 1, loss)) {
+            snprintf(err, errlen, "%s", anx_net_error(net));
+            return 2;
+        }
+        anx_dist_grads_begin(net, (double)count / total, t->overlap);
+        if (anx_net_backward(net)) {
+            snprintf(err, errlen, "%s", anx_net_error(net));
+            return 2;
+        }
+    }
+    if (anx_dist_grads_end(net, &st, err, errlen)) return 2;
+    t->comm_exposed += st.exposed_s;
+    t->comm_total += st.total_s;
+    anx_net_adam(net, t->o.lr);
+    if (count == 0) return 0;
+    anx_net_get_activation(net, ANX_NUM_LAYERS - 1, 0, t->logits);
+    for (int i = 0; i < count; i++) *correct += argmax(t->logits + (size_t)i * nc, nc) == t->y[i];
+    if (net == t->tail) copy_state(t->net, t->tail, t->scratch);
+    return 0;
+}
+
 static int nonfinite(trainer *t, int count, int epoch, int batch)
 {
-    anx_net *net = count < t->o.batch ? t->tail : t->net;
+    if (t->ranks > 1 && count == 0) return ANX_EXIT_FAIL; /* the ranks that ran this batch say where */
+    anx_net *net = count > 0 && count < t->local ? t->tail : t->net;
     int layer;
     if (anx_net_first_nonfinite(net, &layer)) return cli_error(CMD, "%s", anx_net_error(net));
     const anx_model *m = anx_net_model(net);
-    fprintf(stderr, "anx train: non-finite loss at epoch %d batch %d (step %lld): first non-finite output in %s; "
+    if (t->ranks > 1) fprintf(stderr, "anx train: rank %d of %d: ", t->rank, t->ranks);
+    else fprintf(stderr, "anx train: ");
+    fprintf(stderr, "non-finite loss at epoch %d batch %d (step %lld): first non-finite output in %s; "
                     "try a smaller --lr (now %g)\n",
             epoch + 1, batch, (long long)anx_net_step_count(net),
             layer >= 0 && layer < ANX_NUM_LAYERS ? m->layers[layer].name : "CrossEntropyLoss", t->o.lr);
@@ -273,11 +328,12 @@ static int nonfinite(trainer *t, int count, int epoch, int batch)
 /* 0; 2 with err when an image cannot be read; 3 with err when the network cannot run. */
 static int evaluate(trainer *t, double *acc, char *err, size_t errlen)
 {
-    const int nc = t->train.n_classes, b = t->o.batch;
+    const int nc = t->train.n_classes, b = t->local;
     const size_t per = (size_t)3 * t->o.size * t->o.size;
     int count, rc, right = 0, seen = 0;
     if (anx_loader_start_epoch(t->vl, 0, err, errlen)) return 2;
     while ((rc = anx_loader_next(t->vl, t->x, t->y, &count, err, errlen)) == 1) {
+        if (count == 0) continue; /* this rank's slice of a short last batch is empty */
         for (int i = count; i < b; i++) { /* pad the last batch; its outputs are ignored */
             memset(t->x + per * i, 0, per * sizeof(float));
             t->y[i] = 0;
@@ -293,7 +349,9 @@ static int evaluate(trainer *t, double *acc, char *err, size_t errlen)
         seen += count;
     }
     if (rc == 2) return 2;
-    *acc = seen ? (double)right / seen : 0;
+    double sums[2] = {right, seen}; /* each rank evaluated its slice of the validation set */
+    if (anx_dist_sum_f64(sums, 2, err, errlen)) return 3;
+    *acc = sums[1] > 0 ? sums[0] / sums[1] : 0;
     return 0;
 }
 
@@ -303,18 +361,54 @@ static int append_metrics(const trainer *t, int epoch, double loss, double acc, 
     if (!f) return cli_error(CMD, "%s: cannot open for appending: %s", t->o.metrics, strerror(errno));
     fprintf(f,
             "{\"epoch\": %d, \"train_loss\": %.6f, \"train_acc\": %.6f, \"val_acc\": %.6f, \"images_per_s\": %.3f, "
-            "\"step\": %lld, \"seconds\": %.3f, \"lr\": %g, \"batch\": %d, \"backend\": \"%s\"}\n",
+            "\"step\": %lld, \"seconds\": %.3f, \"lr\": %g, \"batch\": %d, \"backend\": \"%s\", \"ranks\": %d, "
+            "\"allreduce_exposed_s\": %.6f, \"allreduce_s\": %.6f}\n",
             epoch, loss, acc, vacc, ips, (long long)anx_net_step_count(t->net), secs, t->o.lr, t->o.batch,
-            anx_net_backend(t->net)->name);
+            anx_net_backend(t->net)->name, t->ranks, t->comm_exposed, t->comm_total);
     int bad = ferror(f);
     if (fclose(f) != 0 || bad) return cli_error(CMD, "%s: write failed: %s", t->o.metrics, strerror(errno));
     return 0;
 }
 
+/* Training batch number batch (0-based) of this epoch, count images here.  Alone: step().  Under
+ * mpirun: step_dist() on this rank's slice; *total, *loss and *correct are then the global
+ * batch's (its size, its mean loss, its right answers).  0, or 2 with err. */
+static int train_batch(trainer *t, int batch, int count, int *total, float *loss, int *correct, char *err,
+                       size_t errlen)
+{
+    if (t->ranks == 1) return step(t, count, loss, correct, err, errlen);
+    int nominal = t->train.n - batch * t->o.batch, first, mine;
+    if (nominal > t->o.batch) nominal = t->o.batch;
+    anx_shard(nominal, t->rank, t->ranks, &first, &mine); /* --skip-bad may have made count < mine */
+    double n = count;
+    if (anx_dist_sum_f64(&n, 1, err, errlen)) return 2;
+    *total = (int)n;
+    if (step_dist(t, count, first, *total, loss, correct, err, errlen)) return 2;
+    double sums[2] = {(double)*loss * count, *correct};
+    if (anx_dist_sum_f64(sums, 2, err, errlen)) return 2;
+    *loss = (float)(sums[0] / n);
+    *correct = (int)sums[1];
+    return 0;
+}
+
+/* After an epoch: every rank must hold the same parameters and Adam state.  0, or 1 (rank 0 said why). */
+static int check_ranks_agree(trainer *t, int epoch)
+{
+    char err[256];
+    int same;
+    if (t->ranks == 1) return 0;
+    if (anx_dist_same_u64(anx_dist_state_checksum(t->net), &same, err, sizeof err)) return cli_error(CMD, "%s", err);
+    if (same) return 0;
+    if (t->rank == 0)
+        fprintf(stderr, "anx train: the ranks' parameters differ after epoch %d (checksums of the state disagree)\n",
+                epoch + 1);
+    return ANX_EXIT_FAIL;
+}
+
 static int train_loop(trainer *t)
 {
     char err[768];
-    const int tty = isatty(fileno(stderr));
+    const int tty = isatty(fileno(stderr)) && t->rank == 0;
     const int nbatches = (t->train.n + t->o.batch - 1) / t->o.batch;
     const char *ckpt = t->o.checkpoint ? t->o.checkpoint : t->o.resume;
     int grid_n = 0, grid_max = t->o.grid ? (t->o.batch < 8 ? 8 : t->o.batch) : 0;
@@ -324,9 +418,10 @@ static int train_loop(trainer *t)
     for (int epoch = t->epoch0; epoch < t->o.epochs; epoch++) {
         double t0 = cli_now(), loss_sum = 0;
         int seen = 0, right = 0, count, rc, batch = 0;
+        t->comm_exposed = t->comm_total = 0;
         if (anx_loader_start_epoch(t->tl, epoch, err, sizeof err)) return cli_error(CMD, "%s", err);
         while ((rc = anx_loader_next(t->tl, t->x, t->y, &count, err, sizeof err)) == 1) {
-            if (grid_x && grid_n < grid_max) { /* the first images the model sees, for --grid */
+            if (grid_x && grid_n < grid_max && t->rank == 0) { /* the first images the model sees, for --grid */
                 int k = count < grid_max - grid_n ? count : grid_max - grid_n;
                 memcpy(grid_x + (size_t)grid_n * 3 * t->o.size * t->o.size, t->x,
                        sizeof(float) * 3 * (size_t)t->o.size * t->o.size * k);
@@ -340,9 +435,9 @@ static int train_loop(trainer *t)
                     printf("wrote %s (%d training images with their labels)\n", t->o.grid, grid_n);
                 }
             }
-            int correct;
+            int correct, total = count;
             float loss;
-            if (step(t, count, &loss, &correct, err, sizeof err)) {
+            if (train_batch(t, batch, count, &total, &loss, &correct, err, sizeof err)) {
                 free(grid_x);
                 return cli_error(CMD, "batch of %d: %s", count, err);
             }
@@ -352,8 +447,8 @@ static int train_loop(trainer *t)
                 free(grid_x);
                 return nonfinite(t, count, epoch, batch);
             }
-            loss_sum += (double)loss * count;
-            seen += count;
+            loss_sum += (double)loss * total;
+            seen += total;
             right += correct;
             progress(t, epoch, batch, nbatches, loss_sum / seen, seen / (cli_now() - t0), tty);
         }
@@ -364,6 +459,10 @@ static int train_loop(trainer *t)
         }
         const double secs = cli_now() - t0, ips = seen / secs;
         double vacc;
+        if ((rc = check_ranks_agree(t, epoch))) {
+            free(grid_x);
+            return rc;
+        }
         if ((rc = evaluate(t, &vacc, err, sizeof err))) {
             free(grid_x);
             return rc == 3 ? cli_error(CMD, "%s", err) : cli_error(CMD, "%s (use --skip-bad to skip unreadable images)", err);
@@ -371,21 +470,26 @@ static int train_loop(trainer *t)
         const double loss = seen ? loss_sum / seen : 0, acc = seen ? (double)right / seen : 0;
         printf("epoch %d/%d: train loss %.4f acc %.3f | val acc %.3f | %.2f img/s, %.1f s (loader wait %.1f s)",
                epoch + 1, t->o.epochs, loss, acc, vacc, ips, secs, anx_loader_wait_seconds(t->tl));
+        if (t->ranks > 1) {
+            t->comm_exposed /= batch ? batch : 1, t->comm_total /= batch ? batch : 1; /* per step */
+            printf(" | %d ranks, allreduce %s: %.1f ms/step exposed of %.1f", t->ranks, t->overlap ? "overlapped" : "after backward",
+                   1e3 * t->comm_exposed, 1e3 * t->comm_total);
+        }
         if (anx_loader_bad_count(t->tl) + anx_loader_bad_count(t->vl))
             printf(" | %d bad images skipped", anx_loader_bad_count(t->tl) + anx_loader_bad_count(t->vl));
         printf("\n");
         fflush(stdout);
-        if (t->o.metrics && append_metrics(t, epoch + 1, loss, acc, vacc, ips, secs)) {
+        if (t->rank == 0 && t->o.metrics && append_metrics(t, epoch + 1, loss, acc, vacc, ips, secs)) {
             free(grid_x);
             return ANX_EXIT_USAGE;
         }
-        if (ckpt && save_checkpoint(t, ckpt, epoch + 1, err, sizeof err)) {
+        if (t->rank == 0 && ckpt && save_checkpoint(t, ckpt, epoch + 1, err, sizeof err)) {
             free(grid_x);
             return cli_error(CMD, "%s", err);
         }
     }
     free(grid_x);
-    if (t->o.filters) {
+    if (t->o.filters && t->rank == 0) {
         const anx_model *m = anx_net_model(t->net);
         anx_net_get_state(t->net, ANX_PARAM, 0, t->scratch); /* conv.0.weight [96, in_dim, 11, 11] */
         if (train_write_filters(t->o.filters, t->scratch, (int)m->params[0].shape[0], (int)m->params[0].shape[1],
@@ -433,6 +537,33 @@ static int check_memory(const anx_model_config *cfg, int tail)
     return 1;
 }
 
+/* Rank 0's parameters, Adam state, step, epoch and seed (its init or its --resume) to every rank;
+ * the backend must be the same everywhere, since gradients are exchanged in its layout. */
+static int broadcast_state(trainer *t, char *err, size_t errlen)
+{
+    static const anx_state st[3] = {ANX_PARAM, ANX_EXP_AVG, ANX_EXP_AVG_SQ};
+    const anx_model *m = anx_net_model(t->net);
+    for (int s = 0; s < 3; s++)
+        for (int p = 0; p < ANX_NUM_PARAMS; p++) {
+            anx_net_get_state(t->net, st[s], p, t->scratch);
+            if (anx_dist_bcast(t->scratch, m->params[p].count * sizeof(float), err, errlen)) return -1;
+            anx_net_set_state(t->net, st[s], p, t->scratch);
+        }
+    int64_t v[3] = {anx_net_step_count(t->net), t->epoch0, t->o.seed};
+    char be[64] = {0}, mine[64] = {0};
+    snprintf(be, sizeof be, "%s", anx_net_backend(t->net)->name);
+    memcpy(mine, be, sizeof be);
+    if (anx_dist_bcast(v, sizeof v, err, errlen) || anx_dist_bcast(be, sizeof be, err, errlen)) return -1;
+    if (strcmp(be, mine) != 0) {
+        snprintf(err, errlen, "backend %s here but %s on rank 0: give every rank the same --backend", mine, be);
+        return -1;
+    }
+    anx_net_set_step_count(t->net, v[0]);
+    t->epoch0 = (int)v[1];
+    t->o.seed = v[2];
+    return 0;
+}
+
 static int setup(trainer *t)
 {
     char err[768], dir[4096];
@@ -452,8 +583,8 @@ static int setup(trainer *t)
             return cli_error(CMD, "%s/val: class %d is '%s', but in train it is '%s'", o->data, c, t->val.classes[c],
                              t->train.classes[c]);
     if (t->train.n_classes < 2) return cli_error(CMD, "%s/train: needs at least 2 classes", o->data);
-    anx_model_config cfg = {3, t->train.n_classes, o->batch, o->size};
-    if (check_memory(&cfg, t->train.n % o->batch)) return ANX_EXIT_USAGE;
+    anx_model_config cfg = {3, t->train.n_classes, t->local, o->size};
+    if (check_memory(&cfg, t->ranks == 1 ? t->train.n % o->batch : 0)) return ANX_EXIT_USAGE;
     t->net = anx_net_create(be, &cfg, o->threads, err, sizeof err);
     if (!t->net) return cli_error(CMD, "backend %s: %s", be->name, err);
     const anx_model *m = anx_net_model(t->net);
@@ -463,9 +594,11 @@ static int setup(trainer *t)
     t->scratch = malloc(sizeof(float) * max_param_count(m));
     if (!t->x || !t->y || !t->logits || !t->scratch) return cli_error(CMD, "out of memory");
     if (anx_net_init_params(t->net, (uint64_t)o->seed)) return cli_error(CMD, "%s", anx_net_error(t->net));
-    if (o->resume && load_checkpoint(t, o->resume, err, sizeof err)) return cli_error(CMD, "--resume %s", err);
+    if (t->rank == 0 && o->resume && load_checkpoint(t, o->resume, err, sizeof err))
+        return cli_error(CMD, "--resume %s", err);
+    if (t->ranks > 1 && broadcast_state(t, err, sizeof err)) return cli_error(CMD, "%s", err);
     anx_net_set_dropout_seed(t->net, (uint64_t)t->o.seed);
-    anx_loader_config lc = {o->batch, 1, (uint64_t)t->o.seed, o->size, o->antialias, o->skip_bad};
+    anx_loader_config lc = {o->batch, 1, (uint64_t)t->o.seed, o->size, o->antialias, o->skip_bad, t->ranks, t->rank};
     t->tl = anx_loader_create(&t->train, &lc, err, sizeof err);
     lc.shuffle = 0;
     t->vl = t->tl ? anx_loader_create(&t->val, &lc, err, sizeof err) : NULL;
@@ -476,6 +609,9 @@ static int setup(trainer *t)
     snprintf(threads, sizeof threads, o->threads ? "%d" : "all cores", o->threads);
     printf(")\nmodel: Alexnet(3, %d), input %dx%d (resize antialias %s), backend %s, threads %s\n",
            t->train.n_classes, o->size, o->size, o->antialias ? "on" : "off", be->name, threads);
+    if (t->ranks > 1)
+        printf("data parallel: %d ranks, %d images each per batch of %d, gradients allreduced %s\n", t->ranks,
+               t->local, o->batch, t->overlap ? "layer by layer during the backward pass" : "after the backward pass");
     printf("Adam lr %g, batch %d%s, epochs %d, seed %lld (init, shuffle, dropout)", o->lr, o->batch,
            t->train.n % o->batch ? " (last batch of each epoch partial)" : "", o->epochs, (long long)t->o.seed);
     if (o->resume) printf(", resumed from %s after epoch %d (step %lld)", o->resume, t->epoch0,
@@ -511,15 +647,31 @@ static int run(int argc, char **argv)
         {"--size", CLI_INT, &o->size, 227, 230, "input size (default 227)"},
         {"--grid", CLI_STRING, &o->grid, 0, -1, "write a PNG of the first training images with their labels"},
         {"--filters", CLI_STRING, &o->filters, 0, -1, "write a PNG of the conv1 filters after training"},
+        {"--allreduce", CLI_STRING, &o->allreduce, 0, -1,
+         "under mpirun: overlap (default: each layer's gradients as its backward ends) or after (all after the backward)"},
     };
     int rc = cli_parse(CMD,
                        "anx train --data DIR [--backend B] [--epochs 10 --batch 2 --lr 1e-4 --threads T --seed S]\n"
                        "                 [--metrics OUT.jsonl] [--checkpoint FILE] [--resume FILE] [--skip-bad]\n"
-                       "                 [--antialias] [--grid PNG] [--filters PNG]",
+                       "                 [--antialias] [--grid PNG] [--filters PNG] [--allreduce overlap|after]\n"
+                       "mpirun -np N anx train ...   data-parallel: each rank takes batch/N of every batch (docs/mpi.md)",
                        argc, argv, flags, (int)(sizeof flags / sizeof flags[0]), NULL, 0, NULL);
     if (rc) return rc == 1 ? ANX_EXIT_OK : rc;
     if (!o->data) return cli_error(CMD, "--data DIR is required");
     if (!(o->lr > 0)) return cli_error(CMD, "--lr must be positive, got %g", o->lr);
+    if (o->allreduce && strcmp(o->allreduce, "overlap") && strcmp(o->allreduce, "after"))
+        return cli_error(CMD, "--allreduce %s: not overlap or after", o->allreduce);
+    t.overlap = !o->allreduce || !strcmp(o->allreduce, "overlap");
+    char err[256];
+    if (anx_dist_init(err, sizeof err)) return cli_error(CMD, "%s", err);
+    t.ranks = anx_dist_size(), t.rank = anx_dist_rank();
+    if (o->batch % t.ranks) {
+        rc = cli_error(CMD, "--batch %d does not divide by the %d ranks", o->batch, t.ranks);
+        anx_dist_finalize();
+        return rc;
+    }
+    t.local = o->batch / t.ranks;
+    if (t.rank != 0 && !freopen("/dev/null", "w", stdout)) return cli_error(CMD, "cannot silence stdout");
     rc = setup(&t);
     if (rc == 0) {
         if (t.epoch0 >= o->epochs)
@@ -528,6 +680,10 @@ static int run(int argc, char **argv)
             rc = train_loop(&t);
     }
     trainer_free(&t);
+    /* 0 and 1 (non-finite loss, ranks disagree) are reached by every rank together; any other
+     * failure is this rank's alone while the others may wait in a collective: end them all. */
+    if (t.ranks > 1 && rc != ANX_EXIT_OK && rc != ANX_EXIT_FAIL) anx_dist_abort(rc);
+    anx_dist_finalize();
     return rc;
 }
 

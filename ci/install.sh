@@ -18,6 +18,8 @@ pkgs+=(libdnnl-dev ocl-icd-opencl-dev)
 pkgs+=(libopenblas-dev libblis-dev)
 # The libxsmm backend: LIBXSMM 1.17's DNN layers (static libraries and headers only).
 pkgs+=(libxsmm-dev)
+# Data-parallel training under mpirun (ANX_WITH_MPI, docs/mpi.md).
+pkgs+=(libopenmpi-dev openmpi-bin)
 # anx-bench and its tools; the report, its charts, the perf gate's statistics and git commit.
 pkgs+=(libbenchmark-dev libbenchmark-tools python3 python3-scipy gnuplot-nox git ca-certificates)
 

@@ -108,19 +108,40 @@ static void publish_slot(anx_loader *l, int last)
     pthread_mutex_unlock(&l->mu);
 }
 
+void anx_shard(int count, int rank, int ranks, int *first, int *mine)
+{
+    const int q = count / ranks, r = count % ranks;
+    *mine = q + (rank < r);
+    *first = rank * q + (rank < r ? rank : r);
+}
+
 static void *producer(void *arg)
 {
     anx_loader *l = arg;
     const anx_dataset *d = l->d;
     const size_t per = (size_t)3 * l->cfg.size * l->cfg.size;
-    int next = 0;
+    const int sharded = l->cfg.ranks > 1;
+    int next = 0, end = d->n, global = 0; /* sharded: this rank's slice order[next..end) of global batch */
     for (;;) {
         int s = acquire_slot(l);
         if (s < 0) return NULL;
         slot *b = &l->slots[s];
         b->count = 0;
         b->status = 1;
-        while (b->count < l->cfg.batch && next < d->n) {
+        if (sharded) {
+            const int start = global * l->cfg.batch;
+            const int count = d->n - start < l->cfg.batch ? d->n - start : l->cfg.batch;
+            int first = 0, mine = 0;
+            if (count > 0) anx_shard(count, l->cfg.rank, l->cfg.ranks, &first, &mine);
+            next = start + first, end = next + mine;
+            if (count <= 0) { /* past the last global batch: the end marker */
+                b->status = 0;
+                publish_slot(l, 1);
+                return NULL;
+            }
+            global++;
+        }
+        while (b->count < l->cfg.batch && next < end) {
             int i = l->order[next++];
             if (anx_image_load(b->x + per * b->count, d->paths[i], l->cfg.size, l->cfg.antialias, b->err,
                                sizeof b->err) != 0) {
@@ -137,7 +158,7 @@ static void *producer(void *arg)
             }
             b->y[b->count++] = d->labels[i];
         }
-        if (b->count == 0) { /* nothing left: the end marker */
+        if (b->count == 0 && !sharded) { /* nothing left: the end marker */
             b->status = 0;
             publish_slot(l, 1);
             return NULL;

@@ -40,6 +40,9 @@ struct anx_net {
     float loss;
     int64_t step;                     /* Adam's t */
     uint64_t dropout_seed;
+    int64_t dropout_first;            /* the first sample's position in the global batch */
+    anx_net_bwd_hook hook;            /* anx_net_set_bwd_hook */
+    void *hook_ctx;
 
     double seconds[NL + 1][ANX_DIR_COUNT], adam_seconds;
     char err[256];                    /* anx_net_error: why the last call that failed did */
@@ -287,6 +290,25 @@ int anx_net_set_masks(anx_net *net, const float *mask16, const float *mask19)
 }
 
 void anx_net_set_dropout_seed(anx_net *net, uint64_t seed) { net->dropout_seed = seed; }
+void anx_net_set_dropout_offset(anx_net *net, int64_t first) { net->dropout_first = first; }
+
+void anx_net_set_bwd_hook(anx_net *net, anx_net_bwd_hook hook, void *ctx)
+{
+    net->hook = hook;
+    net->hook_ctx = ctx;
+}
+
+float *anx_net_grad_bucket(anx_net *net, int layer, size_t *count)
+{
+    for (int p = 0; p < ANX_NUM_PARAMS; p += 2) /* weight p and bias p + 1 are allocated back to back */
+        if (net->m.params[p].layer == layer) {
+            size_t end = p + 2 < ANX_NUM_PARAMS ? net->poff[p + 2] : net->region_floats;
+            *count = end - net->poff[p];
+            return param_view(net, ANX_GRAD, p);
+        }
+    *count = 0;
+    return NULL;
+}
 
 /* The masks of the forward pass that belongs to update t = step + 1. */
 static int prepare_masks(anx_net *net)
@@ -301,8 +323,8 @@ static int prepare_masks(anx_net *net)
         size_t n = anx_desc_plain_count(l, ANX_DST);
         float *plain = alloc_floats(n);
         if (!plain) return fail(net, "out of memory for the dropout mask of %s", l->name);
-        anx_rng_fill_dropout(plain, n, anx_rng_key(net->dropout_seed, l->name, (uint64_t)net->step + 1),
-                             l->p);
+        anx_rng_fill_dropout_from(plain, n, anx_rng_key(net->dropout_seed, l->name, (uint64_t)net->step + 1),
+                                  l->p, (uint64_t)net->dropout_first * (n / (size_t)net->m.cfg.batch));
         net->be->tensor_import(l, ANX_DST, net->mask[i], plain);
         free(plain);
     }
@@ -366,8 +388,12 @@ int anx_net_backward(anx_net *net)
     for (int i = NL - 1; i >= 0; i--) {
         anx_args b = layer_args(net, i);
         if (net->m.layers[i].op == ANX_OP_DROPOUT) b.mask = net->mask[i];
-        if (anx_desc_has_weights(&net->m.layers[i]) && run(net, i, ANX_BWD_WEIGHTS, &b)) return -1;
+        if (anx_desc_has_weights(&net->m.layers[i])) {
+            if (run(net, i, ANX_BWD_WEIGHTS, &b)) return -1;
+            if (net->hook) net->hook(net->hook_ctx, net, i);
+        }
         if (i > 0 && run(net, i, ANX_BWD_DATA, &b)) return -1;
+        if (net->hook) net->hook(net->hook_ctx, net, -1);
     }
     return 0;
 }

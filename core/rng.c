@@ -50,6 +50,12 @@ void anx_rng_fill_dropout(float *dst, size_t n, uint64_t key, float p)
     for (size_t i = 0; i < n; i++) dst[i] = anx_rng_u01(key, i) >= p ? scale : 0.0f;
 }
 
+void anx_rng_fill_dropout_from(float *dst, size_t n, uint64_t key, float p, uint64_t first)
+{
+    const float scale = 1.0f / (1.0f - p);
+    for (size_t i = 0; i < n; i++) dst[i] = anx_rng_u01(key, first + i) >= p ? scale : 0.0f;
+}
+
 void anx_rng_fill_targets(int64_t *dst, size_t n, uint64_t key, int n_class)
 {
     for (size_t i = 0; i < n; i++) dst[i] = (int64_t)floor(anx_rng_u01(key, i) * n_class);

@@ -101,7 +101,15 @@ typedef struct anx_loader_config {
     int size;       /* Resize target (227) */
     int antialias;
     int skip_bad;   /* 1: a file that fails to decode is skipped and counted; 0: it is an error */
+    /* Data parallelism (docs/mpi.md): with ranks > 1 each batch is this rank's slice of the global
+     * batch of `batch` images (anx_shard), possibly empty (count 0, still returned as a batch, so
+     * every rank sees the same number of batches).  0 or 1: the whole batch. */
+    int ranks, rank;
 } anx_loader_config;
+
+/* Rank's slice of a global batch of count images split over ranks as evenly as possible: the
+ * first count % ranks ranks take one more.  *first = its first position, *mine = how many. */
+void anx_shard(int count, int rank, int ranks, int *first, int *mine);
 
 typedef struct anx_loader anx_loader;
 

@@ -47,6 +47,18 @@ int anx_net_set_input(anx_net *net, const float *input, const int64_t *target);
  * is the 1-based number of the update the forward pass belongs to.  0 / -1 (out of memory). */
 int anx_net_set_masks(anx_net *net, const float *mask16, const float *mask19);
 void anx_net_set_dropout_seed(anx_net *net, uint64_t seed);
+/* Data parallelism (docs/mpi.md): this net's batch is samples first.. of a larger global batch, so
+ * its drawn masks are elements (first + i) * 4096 + k of the global batch's stream (default 0). */
+void anx_net_set_dropout_offset(anx_net *net, int64_t first);
+
+/* Called by anx_net_backward with layer >= 0 as soon as that layer's parameter gradients are final
+ * (after its bwd_weights), and with layer -1 after every other layer's backward: the gradient
+ * exchange starts a layer's allreduce there and progresses the ones in flight.  NULL: none. */
+typedef void (*anx_net_bwd_hook)(void *ctx, anx_net *net, int layer);
+void anx_net_set_bwd_hook(anx_net *net, anx_net_bwd_hook hook, void *ctx);
+/* The gradients of layer's weight and bias: one contiguous run of *count floats in the backend's
+ * layout (padding included, which every backend keeps 0).  NULL when the layer has none. */
+float *anx_net_grad_bucket(anx_net *net, int layer, size_t *count);
 
 /* forward (train: dropout on; eval: identity) and the loss: *loss = the mean loss.  0 / -1. */
 int anx_net_forward(anx_net *net, int train, float *loss);

@@ -16,7 +16,9 @@
  *   "<param>" sub 0 (e.g. "conv.0.weight")  init: (2u - 1) / sqrt(fan_in), computed in double
  *   "input"   sub 0                          input pixels: u
  *   "target"  sub 0                          class: floor(u * n_class)
- *   "Dropout-16" / "Dropout-19", sub = step  mask element: u >= p ? 1/(1-p) : 0
+ *   "Dropout-16" / "Dropout-19", sub = step  mask element: u >= p ? 1/(1-p) : 0; element index
+ *                                            = global sample * 4096 + feature (sample = position in
+ *                                            the global batch, so N ranks draw one process's masks)
  */
 #ifndef ANX_RNG_H
 #define ANX_RNG_H
@@ -35,6 +37,9 @@ void anx_rng_fill_uniform(float *dst, size_t n, uint64_t key, double bound);
 void anx_rng_fill_u01(float *dst, size_t n, uint64_t key);
 /* dst[i] = u >= p ? 1/(1-p) : 0 */
 void anx_rng_fill_dropout(float *dst, size_t n, uint64_t key, float p);
+/* dst[i] = u(key, first + i) >= p ? 1/(1-p) : 0: elements first.. of the stream above, so a rank
+ * holding samples s0.. of a global batch draws exactly the masks one process draws for them */
+void anx_rng_fill_dropout_from(float *dst, size_t n, uint64_t key, float p, uint64_t first);
 /* dst[i] = floor(u * n_class) */
 void anx_rng_fill_targets(int64_t *dst, size_t n, uint64_t key, int n_class);
 
