@@ -78,6 +78,14 @@ enum { VDIGEST_COUNT, VDIGEST_SUM, VDIGEST_SUMSQ, VDIGEST_MAXABS, VDIGEST_PROJ0,
 void vdigest_of(double d[VDIGEST_N], double *sumabs, const double *x, const float *x32, size_t n);
 /* digest.<key> of the golden file into d: 0, or -1 when it has none of the right shape. */
 int vgold_digest(const vgold *g, const char *key, double d[VDIGEST_N]);
+/* Tolerances of got (vdigest_of over sum |x| = sumabs) against the generator's digest when the
+ * values differ from the generator's by e_i per element: esum = sum e_i, emax = max e_i, esq >=
+ * sum |x_i^2 - y_i^2|; the rounding of both digests is added.  vdigest_check: 0 when every
+ * entry is within, else -1 with why naming the first that is not. */
+void vdigest_tol(double tol[VDIGEST_N], const double got[VDIGEST_N], double sumabs, double esum, double emax,
+                 double esq);
+int vdigest_check(const double got[VDIGEST_N], const double want[VDIGEST_N], const double tol[VDIGEST_N],
+                  char *why, size_t whylen);
 int vgold_load(vgold *g, const char *path, char *err, size_t errlen);
 void vgold_free(vgold *g);
 /* 0, or -1 when the file has neither key nor its digest/sample */
