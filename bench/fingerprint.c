@@ -214,6 +214,19 @@ static void backend_roles(char *buf, size_t cap)
     }
 }
 
+/* "name:<library()>" per backend that names its library, ';'-separated (a library's own
+ * version call where it has no shared object to find in anx_libraries: LIBXSMM is static). */
+static void backend_libraries(char *buf, size_t cap)
+{
+    size_t len = 0;
+    buf[0] = '\0';
+    for (const anx_backend *const *b = anx_backends(); *b && len < cap; b++) {
+        const char *why = (*b)->unavailable ? (*b)->unavailable() : NULL;
+        if (!(*b)->library || why) continue;
+        len += (size_t)snprintf(buf + len, cap - len, "%s%s:%s", len ? "; " : "", (*b)->name, (*b)->library());
+    }
+}
+
 void anx_bench_add_fingerprint(int threads)
 {
     anx_fingerprint fp;
@@ -256,4 +269,6 @@ void anx_bench_add_fingerprint(int threads)
     anx_gb_add_context("anx_hw_counters", anx_hw_counters_status());
     backend_roles(buf, sizeof buf);
     anx_gb_add_context("anx_backend_roles", buf);
+    backend_libraries(buf, sizeof buf);
+    anx_gb_add_context("anx_backend_libraries", buf);
 }

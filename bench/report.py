@@ -263,6 +263,7 @@ FINGERPRINT = [("machine", "{anx_cpu_vendor} {anx_cpu_model} ({anx_cpu_fms}), {a
                ("build", "{anx_compiler}, {anx_cflags}; Google Benchmark {anx_benchmark_version}; "
                 "oneDNN {anx_onednn_version}"),
                ("libraries loaded", "{anx_libraries}"),
+               ("backend libraries", "{anx_backend_libraries}"),
                ("source", "anx commit {anx_git_commit} (uncommitted changes: {anx_git_dirty})"),
                ("hardware counters", "{anx_hw_counters}")]
 

@@ -397,6 +397,22 @@ static anx_status loss_bwd_data(void *ctx, const anx_layer_desc *l, const anx_ar
     return loss_exec(l, a, 0);
 }
 
+/* The scratch LIBXSMM asked for (bound once per handle), the pooling mask and recompute dst,
+ * Linear-14's flattened src and diff_src; 0 for the shared ops. */
+static size_t xs_workspace_bytes(void *ctx, const anx_layer_desc *l)
+{
+    (void)l;
+    return ctx ? ((const xs_ctx *)ctx)->ws_bytes : 0;
+}
+
+/* "LIBXSMM 1.17, JIT target cpx": the benchmark context's anx_backend_libraries */
+static const char *xs_library(void)
+{
+    static char buf[96];
+    snprintf(buf, sizeof buf, "LIBXSMM %s, JIT target %s", anx_xsmm_version(), anx_xsmm_target());
+    return buf;
+}
+
 /* ---- names, availability ---- */
 
 static const char *xs_impl_name(void *ctx, const anx_layer_desc *l, anx_dir dir)
@@ -429,6 +445,7 @@ const anx_backend anx_backend_libxsmm = {
     .layer_create = xs_layer_create,
     .layer_destroy = xs_layer_destroy,
     .impl_name = xs_impl_name,
+    .workspace_bytes = xs_workspace_bytes,
     .tensor_floats = xs_tensor_floats,
     .tensor_import = xs_tensor_import,
     .tensor_export = xs_tensor_export,
@@ -447,4 +464,5 @@ const anx_backend anx_backend_libxsmm = {
     /* LIBXSMM's weight update splits the minibatch over threads and reduces the per-thread
        partial gradients: the summation order depends on the thread count */
     .bits_vary_with_threads = 1,
+    .library = xs_library,
 };

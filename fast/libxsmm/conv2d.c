@@ -90,6 +90,7 @@ anx_status anx_xsmm_conv2d_create(xs_ctx *c)
         c->scratch = NULL;
         return anx_status_oom("LIBXSMM's convolution scratch", bytes);
     }
+    c->ws_bytes = bytes;
     e = libxsmm_dnn_bind_scratch(c->conv, LIBXSMM_DNN_COMPUTE_KIND_ALL, c->scratch);
     if (anx_xsmm_failed(e)) return anx_xsmm_status(l, "bind_scratch", e);
     impl_names(c);

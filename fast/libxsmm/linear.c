@@ -91,12 +91,14 @@ anx_status anx_xsmm_linear_create(xs_ctx *c)
         c->scratch = NULL;
         return anx_status_oom("LIBXSMM's fully-connected scratch", bytes);
     }
+    c->ws_bytes = bytes;
     e = libxsmm_dnn_fullyconnected_bind_scratch(c->fc, c->scratch);
     if (anx_xsmm_failed(e)) return anx_xsmm_status(l, "fullyconnected_bind_scratch", e);
     if (src_is_4d(l)) {
         const size_t n = (size_t)l->n * (size_t)C;
         if ((st = alloc_floats(&c->flat, n, "the flattened src of a libxsmm linear"))) return st;
         if ((st = alloc_floats(&c->dflat, n, "the flattened diff_src of a libxsmm linear"))) return st;
+        c->ws_bytes += 2 * n * sizeof(float);
     }
     impl_names(c);
     return NULL;

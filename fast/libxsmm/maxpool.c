@@ -78,6 +78,7 @@ anx_status anx_xsmm_maxpool_create(xs_ctx *c)
         c->scratch = NULL;
         return anx_status_oom("LIBXSMM's pooling scratch", bytes);
     }
+    c->ws_bytes = bytes + outs * (sizeof *c->mask + sizeof *c->pool_dst);
     e = libxsmm_dnn_pooling_bind_scratch(c->pool, c->scratch);
     if (anx_xsmm_failed(e)) return anx_xsmm_status(l, "pooling_bind_scratch", e);
     const char *t = anx_xsmm_target();

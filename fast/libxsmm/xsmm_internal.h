@@ -67,6 +67,7 @@ typedef struct xs_ctx {
     libxsmm_dnn_pooling *pool;
     libxsmm_dnn_tensor *t[XS_TENSORS];
     void *scratch;
+    size_t ws_bytes;        /* scratch, mask, flattened copies: the backend's workspace_bytes */
     int32_t *mask;          /* pooling: the winners of the last fwd */
     float *pool_dst;        /* pooling: a dst for recomputing the mask (bwd called alone) */
     const float *mask_src;  /* pooling: the src the mask belongs to */

@@ -112,6 +112,9 @@ typedef struct anx_backend {
        each thread count to the reference's error bound instead of to the others' bits; 0 (the
        default) promises the same bits for any thread count. */
     int bits_vary_with_threads;
+    /* The library under the backend as it runs here, for the benchmark context
+       (anx_backend_libraries): "LIBXSMM 1.17, JIT target cpx".  Optional (NULL: none to name). */
+    const char *(*library)(void);
 } anx_backend;
 
 /* The implementation name of kernel fn for impl_name tables: its C symbol as a string, which only

@@ -18,7 +18,8 @@ import tempfile
 
 KEYS = ["anx_machine_key", "anx_cpu_vendor", "anx_cpu_model", "anx_cpu_fms", "anx_isa_flags", "anx_cpus_online",
         "anx_caches", "anx_memory_gib", "anx_kernel", "anx_compiler", "anx_cflags", "anx_libraries",
-        "anx_onednn_version", "anx_benchmark_version", "anx_git_commit", "anx_git_dirty", "anx_hw_counters"]
+        "anx_onednn_version", "anx_benchmark_version", "anx_git_commit", "anx_git_dirty", "anx_hw_counters",
+        "anx_backend_libraries"]
 ISA = ["avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512cd", "avx512_vnni",
        "avx512_bf16", "avx512_fp16", "avx_vnni", "amx_tile", "amx_bf16", "amx_int8"]
 failures = []
