@@ -277,10 +277,10 @@ static void test_exec(void)
     expect_equal(got, want, nd, "exec conv2d fwd");
     anx_layer_desc lin = {.op = ANX_OP_LINEAR, .n = 2, .ic = 3, .ih = 9, .iw = 9, .oc = 5, .oh = 1, .ow = 1,
                           .kh = 9, .kw = 9};
-    double *lw = dbuf(5 * ns / 2, 74, -1, 1);
-    a = (anx_args64){.src = x, .dst = got, .weights = lw, .bias = b};
+    double *lw = dbuf(5 * ns / 2, 74, -1, 1), *lb = dbuf(5, 75, -1, 1);
+    a = (anx_args64){.src = x, .dst = got, .weights = lw, .bias = lb};
     TU_CHECK(anx_ref64_exec(&lin, ANX_FWD, &a, 0) == 0);
-    anx_f64_linear_fwd__ref64(want, x, lw, b, 2, 243, 5);
+    anx_f64_linear_fwd__ref64(want, x, lw, lb, 2, 243, 5);
     expect_equal(got, want, 10, "exec linear fwd (NCHW viewed flat)");
     anx_layer_desc loss = {.op = ANX_OP_LOSS, .n = 2, .ic = 5, .ih = 1, .iw = 1, .oc = 1, .oh = 1, .ow = 1};
     const int64_t t[2] = {1, 4};
@@ -290,7 +290,7 @@ static void test_exec(void)
     TU_CHECK(l == anx_f64_loss_fwd__ref64(want, t, 2, 5));
     anx_layer_desc relu = {.op = ANX_OP_RELU, .n = 1, .ic = 1, .ih = 1, .iw = 1, .oc = 1, .oh = 1, .ow = 1};
     TU_CHECKF(anx_ref64_exec(&relu, ANX_BWD_WEIGHTS, &a, 0) == -1, "relu bwd_weights is refused");
-    free(x), free(w), free(b), free(got), free(want), free(lw);
+    free(x), free(w), free(b), free(got), free(want), free(lw), free(lb);
 }
 
 int main(void)
