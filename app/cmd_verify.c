@@ -1,5 +1,6 @@
 /* anx verify: every layer, tensor and backend against the golden data (docs/verify.md).
- * Exit 0 when nothing FAILED, 1 when something did, 2 on bad input. */
+ * Exit 0 when nothing FAILED (and the gate of --require / --strict holds), 1 otherwise, 2 on
+ * bad input. */
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,7 +50,8 @@ static int list_goldens(const char *dir, char ***out)
 static int run(int argc, char **argv)
 {
     const char *backend = "all", *golden = NULL, *json = NULL, *layer = NULL, *mode = "all";
-    int threads = 0, quiet = 0;
+    const char *require = NULL;
+    int threads = 0, quiet = 0, strict = 0;
     char backend_help[400];
     const cli_flag flags[] = {
         {"--backend", CLI_STRING, &backend, 0, -1, cli_backend_help(backend_help, sizeof backend_help, "all (default), ", "")},
@@ -59,11 +61,15 @@ static int run(int argc, char **argv)
         {"--mode", CLI_STRING, &mode, 0, -1, "all (default), isolated or chained"},
         {"--threads", CLI_INT, &threads, 0, 4096, "threads for the kernels (default: OpenMP's)"},
         {"--quiet", CLI_BOOL, &quiet, 0, -1, "no progress lines on stderr"},
+        {"--require", CLI_STRING, &require, 0, -1,
+         "BACKEND[,BACKEND...]: exit 1 when one of them is SKIPPED as a whole (not built, CPU lacks its ISA, "
+         "library missing), naming why"},
+        {"--strict", CLI_BOOL, &strict, 0, -1, "also exit 1 on any MISTRUSTED row and on any SKIPPED row of a required backend"},
     };
     char names[256], usage[512];
     snprintf(usage, sizeof usage,
              "anx verify [--backend all|%s] [--golden FILE] [--json OUT] [--layer L] [--mode all|isolated|chained] "
-             "[--threads T]",
+             "[--threads T] [--require B[,B...]] [--strict]",
              anx_backend_names(names, sizeof names, "|", "|"));
     int rc = cli_parse("verify", usage,
                        argc, argv, flags, (int)(sizeof flags / sizeof flags[0]), NULL, 0, NULL);
@@ -79,10 +85,18 @@ static int run(int argc, char **argv)
         nfiles = list_goldens(ANX_GOLDEN_DIR, &files);
         if (nfiles <= 0) return cli_error("verify", "%s: no golden *.safetensors there", ANX_GOLDEN_DIR);
     }
-    anx_verify_opts o = {backend, layer, mode, threads, quiet ? NULL : stderr};
+    anx_verify_opts o = {backend, layer, mode, threads, quiet ? NULL : stderr, NULL};
+    anx_verify_gate gate = {require, strict};
     anx_verify_report rep = {0};
     char err[512];
-    rc = 0;
+    rc = anx_verify_gate_check(&gate, &o, err, sizeof err);
+    if (rc) {
+        if (!golden) {
+            for (int i = 0; i < nfiles; i++) free(files[i]);
+            free(files);
+        }
+        return cli_error("verify", "%s", err);
+    }
     for (int i = 0; i < nfiles && !rc; i++) rc = anx_verify_golden(&rep, files[i], &o, err, sizeof err);
     if (!golden) {
         for (int i = 0; i < nfiles; i++) free(files[i]);
@@ -93,13 +107,13 @@ static int run(int argc, char **argv)
         return cli_error("verify", "%s", err);
     }
     anx_verify_print(&rep, stdout);
-    if (json && anx_verify_write_json(&rep, json, err, sizeof err)) {
+    int status = anx_verify_exit_status(&rep, &gate, stdout);
+    if (json && anx_verify_write_json(&rep, json, status, err, sizeof err)) {
         anx_verify_report_free(&rep);
         return cli_error("verify", "%s", err);
     }
-    int failed = anx_verify_failed(&rep);
     anx_verify_report_free(&rep);
-    return failed ? ANX_EXIT_FAIL : ANX_EXIT_OK;
+    return status ? ANX_EXIT_FAIL : ANX_EXIT_OK;
 }
 
 const anx_command anx_command_verify = {"verify", "every layer, tensor and backend against the PyTorch golden data",

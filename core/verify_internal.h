@@ -2,6 +2,7 @@
 #ifndef ANX_VERIFY_INTERNAL_H
 #define ANX_VERIFY_INTERNAL_H
 
+#include <setjmp.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -12,6 +13,11 @@
 
 /* Unit roundoff of float32: every rounding to float32 errs by at most V_U relative. */
 #define V_U (1.0 / 16777216.0)
+/* lambda of the probabilistic bounds (v_gamma in verify_compare.c says why 8) */
+#define V_LAMBDA 8.0
+/* A bound is derived in double and stored as float: (1 + V_BOUND_SLACK) keeps that last
+ * rounding (6e-8 relative) from ever tightening it. */
+#define V_BOUND_SLACK 1e-6
 
 /* Adam's hyperparameters as PyTorch holds them (Python floats, i.e. doubles). */
 typedef struct v_adam_hp {
@@ -45,12 +51,17 @@ typedef struct vwant {
     int64_t shape[4];
 } vwant;
 
-/* verify.c */
-/* Memory ran out inside a check: jumps back to anx_verify_golden, which returns 2 with err
- * "<golden file>: out of memory for <what> (<MiB> MiB)".  The library never exits; the buffers of
- * the check in flight are left to the process (the CLI ends right after).  Only valid while
- * anx_verify_golden runs on this thread. */
+/* verify_compare.c: the comparison module (rows, bounds, verdicts); calls nothing above it. */
+/* Memory ran out inside a check: jumps to the jmp_buf installed by v_oom_catch (anx_verify_golden
+ * does, and returns 2 with err "<golden file>: out of memory for <what> (<MiB> MiB)").  The
+ * library never exits; the buffers of the check in flight are left to the process (the CLI ends
+ * right after).  Only valid while a jmp_buf is installed on this thread. */
 _Noreturn void v_oom(const char *what, size_t bytes);
+jmp_buf *v_oom_catch(jmp_buf *env); /* installs env, returns the one it replaces */
+const char *v_oom_what(void);        /* "out of memory for ..." of the last v_oom on this thread */
+void v_copy_str(char *dst, size_t cap, const char *src);
+int v_param_of(const anx_model *m, int layer); /* index of layer's weight in m->params, or -1 */
+const char *v_impl_of(const anx_backend *be, void *ctx, const anx_layer_desc *l, anx_dir d); /* "" if none */
 void v_ref_run(const anx_layer_desc *l, anx_dir dir, const anx_args *a, int threads); /* the reference kernel */
 void v_reserve(anx_verify_report *rep, int n); /* room for n more rows without moving them */
 anx_verify_row *v_row(anx_verify_report *rep, const vgold *g, const char *backend, const char *mode,
@@ -58,12 +69,31 @@ anx_verify_row *v_row(anx_verify_report *rep, const vgold *g, const char *backen
 void v_skip(anx_verify_row *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The row FAILED with reason st: the backend could not run the check (its exec returned st). */
 void v_fail_status(anx_verify_row *r, anx_status st);
-double v_gamma(double k); /* the probabilistic accumulation bound; see verify.c */
+double v_gamma(double k); /* the probabilistic accumulation bound; see verify_compare.c */
 /* Products summed into one input gradient by bwd_data: oc for a Linear; for a conv, oc times
  * the taps of a kernel row/column that can land on one input, ceil(k / stride) each. */
 double v_bwd_data_k(const anx_layer_desc *l);
 /* compare got (whole plain) with want (whole or sampled), bound (whole, per element) */
 void v_compare_want(anx_verify_row *r, const float *got, const vwant *w, const float *bound);
+/* Buffers in a backend's layout (zeroed, 64-byte aligned; v_alloc is verify_golden.c's). */
+float *v_be_import(const anx_backend *be, const anx_layer_desc *l, anx_slot s, const float *plain);
+float *v_be_buf(const anx_backend *be, const anx_layer_desc *l, anx_slot s);
+
+/* verify_judge.c (comparison module): one backend call against ref64 fed the same inputs. */
+/* The plain float32 inputs a backend's (layer, direction) was given (NULL: not an input). */
+typedef struct v_in {
+    const float *src, *dst, *weights, *bias, *diff_dst, *mask;
+    const int64_t *target;
+} v_in;
+/* Rows r[0] (and r[1], the bias gradient of bwd_weights) for the backend's plain outputs got[0]
+ * (dst, diff_src, diff_weights, or the loss) and got[1] (diff_bias): every element against ref64
+ * on in, with the bound of the backend's own rounding (verify_judge.c). */
+void v_judge_exec(anx_verify_row *const *r, const anx_layer_desc *l, anx_dir dir, const v_in *in,
+                  const float *const *got, int threads);
+/* Rows r[0..2] (param, exp_avg, exp_avg_sq) for the backend's Adam results got[0..2] from the
+ * state p0, m0, v0 and gradient g (n elements, plain), against ref64's Adam with the same hp. */
+void v_judge_adam(anx_verify_row *const *r, const float *p0, const float *g, const float *m0, const float *v0,
+                  const float *const *got, size_t n, const v_adam_hp *hp, int64_t t, const int64_t *shape, int ndim);
 
 /* verify_golden.c */
 /* Golden format (data/golden/README.md): digest.<key> of every float tensor, over its float64
@@ -137,17 +167,15 @@ const vref64_tensor *vref64_get(const vref64 *r, const char *key);
  * the sample) and the float64 digest against ref64, with the derived float64 tolerances. */
 void vref64_anchor(anx_verify_report *rep, const vref64 *r, const vgold *g);
 
-/* verify_isolated.c / verify_chained.c */
+/* verify_isolated.c / verify_chained.c: the two modes, on top of the modules above */
 void v_isolated(anx_verify_report *rep, vgold *g, const anx_backend *be, const anx_verify_opts *o);
 void v_chained(anx_verify_report *rep, vgold *g, const anx_backend *be, const anx_verify_opts *o);
 
-/* Buffers in a backend's layout (zeroed, 64-byte aligned) and plain float helpers. */
+/* Plain float helpers (verify_golden.c). */
 float *v_alloc(size_t n);
-float *v_be_import(const anx_backend *be, const anx_layer_desc *l, anx_slot s, const float *plain);
-float *v_be_buf(const anx_backend *be, const anx_layer_desc *l, anx_slot s);
 void v_abs(float *dst, const float *src, size_t n);
 
-/* Adam over n elements with error bounds (verify_isolated.c).  In: the backend's values before
+/* Adam over n elements with error bounds (verify_compare.c).  In: the backend's values before
  * the update (p, m, v) with their bounds against the exact float64 trajectory (dp, dm, dv), the
  * gradient g and its bound dg.  Out: bounds of the updated p, m, v (whose values the backend gave).
  * hp_be: what the backend was told (float32 hyperparameters, as doubles). */

@@ -1,6 +1,10 @@
-/* test_golden_mutation: the golden gate has teeth.  A temporary copy of the golden data gets one
- * deliberate error, `anx verify` (the real binary) must exit 1 and name the layer and tensor; the
- * unmutated copy of the same layer must pass (so the harness itself cannot fail everything).
+/* test_golden_mutation: the golden data has teeth.  A temporary copy of the golden data gets one
+ * deliberate error, `anx verify` (the real binary) must exit 1 and name the tensor in a row that
+ * reads the golden data: ref64's anchor to it (backend "ref64") or its self-checks ("golden").
+ * Backend rows no longer read golden outputs (they are judged against ref64 on the same inputs,
+ * docs/verify.md; mutant backends prove them: test_golden_mutants), so the golden data is ref64's
+ * anchor, and this test proves the anchor.  Until the build has the anchor rows it exits 77.
+ * The unmutated copy of the same layer must pass (so the harness itself cannot fail everything).
  *
  *   one element        out.Conv2d-4 at its largest |x|, and at a fixed inner element, moved by
  *                      0.1% of the tensor's largest |x|          -> Conv2d-4 fwd
@@ -28,6 +32,7 @@
 typedef enum { MUT_NONE, MUT_MAX_ELEM, MUT_ONE_ELEM, MUT_SIGN, MUT_DROP_BIAS } mut_kind;
 
 static char tmpdir[256];
+static int g_no_anchor; /* the build's anx verify has no ref64 anchor rows yet */
 
 /* A copy of GOLDEN with key mutated; returns the path (static buffer) or NULL. */
 static const char *write_mutant(const anx_st_file *f, const char *key, mut_kind kind)
@@ -92,18 +97,18 @@ static int run_verify(const char *golden, const char *layer, char *out, size_t c
     return rc;
 }
 
-/* Is there a table line naming layer and tensor with verdict FAILED? */
+/* Is there a table line of the anchor or the self-checks naming tensor with verdict FAILED? */
 static int names_failure(const char *out, const char *layer, const char *tensor)
 {
-    char pat[128], first[64];
+    char pat[128];
+    (void)layer;
     snprintf(pat, sizeof pat, " %s ", tensor);
-    snprintf(first, sizeof first, "%s ", TU_REF); /* a row of the reference backend */
     for (const char *line = out; line && *line;) {
         const char *end = strchr(line, '\n');
         size_t len = end ? (size_t)(end - line) : strlen(line);
         char buf[512];
         snprintf(buf, sizeof buf, "%.*s", (int)(len < 511 ? len : 511), line);
-        if (strstr(buf, first) == buf && strstr(buf, layer) && strstr(buf, pat) && strstr(buf, " FAILED "))
+        if ((strstr(buf, "ref64 ") == buf || strstr(buf, "golden ") == buf) && strstr(buf, pat) && strstr(buf, " FAILED "))
             return 1;
         line = end ? end + 1 : NULL;
     }
@@ -118,13 +123,12 @@ static void expect(const anx_st_file *f, const char *key, mut_kind kind, const c
     int rc = run_verify(path, layer, out, sizeof out);
     if (kind == MUT_NONE) {
         TU_CHECKF(rc == 0, "unmutated golden, layer %s: exit %d, want 0\n%s", layer, rc, out);
+        if (!strstr(out, "\nref64 ")) g_no_anchor = 1;
         return;
     }
     TU_CHECKF(rc == 1, "mutant %s (kind %d): anx verify exit %d, want 1\n%s", key, (int)kind, rc, out);
     TU_CHECKF(names_failure(out, layer, tensor), "mutant %s: no FAILED line naming %s %s\n%s", key, layer, tensor, out);
-    char reproduce[96];
-    snprintf(reproduce, sizeof reproduce, "reproduce: anx verify --backend %s", TU_REF);
-    TU_CHECKF(strstr(out, reproduce) != NULL, "no reproduce command\n%s", out);
+    TU_CHECKF(strstr(out, "reproduce: anx verify --backend ") != NULL, "no reproduce command\n%s", out);
 }
 
 int main(void)
@@ -141,6 +145,15 @@ int main(void)
     if (rc == 0) {
         expect(&f, "", MUT_NONE, "Conv2d-4", "");
         expect(&f, "", MUT_NONE, "Linear-14", "");
+        if (g_no_anchor) {
+            printf("test_golden_mutation: skipped: anx verify has no ref64 anchor rows yet (the golden data anchors ref64, "
+                   "and only those rows read it: docs/verify.md)\n");
+            anx_st_free(&f);
+            char cmd[600];
+            snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+            if (system(cmd) != 0) fprintf(stderr, "test_golden_mutation: could not remove %s\n", tmpdir);
+            return tu_failed ? 1 : 77;
+        }
         expect(&f, "out.Conv2d-4", MUT_MAX_ELEM, "Conv2d-4", "out.Conv2d-4");
         expect(&f, "out.Conv2d-4", MUT_ONE_ELEM, "Conv2d-4", "out.Conv2d-4");
         expect(&f, "grad_out.MaxPool2d-6", MUT_SIGN, "Conv2d-7", "grad_out.MaxPool2d-6");

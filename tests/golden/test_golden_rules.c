@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "anx/backend.h"
 #include "anx/rng.h"
 #include "anx/safetensors.h"
 #include "anx/verify.h"
@@ -47,15 +48,25 @@ static anx_verify_row compare(const float *got, const float *want, const double 
 
 static void test_compare_rules(void)
 {
-    /* got [1, 2], want [1, 1], bound 2: err [0, 1]; nmse = 1 / 2; max_rel = 1 / 1; PASSED */
+    /* got [1, 2], want [1, 1], bound 2: err [0, 1]; nmse = 1 / 2; max_rel = 1 / 1; within the
+       bound, but a bound of 2x the tensor's max |x| (over 1%) proves nothing: MISTRUSTED */
     {
         const float got[] = {1, 2}, want[] = {1, 1};
         const double b[] = {2, 2};
         const int64_t sh[] = {2};
         anx_verify_row r = compare(got, want, b, 2, sh, 1);
-        TU_CHECK(r.verdict == ANX_PASSED);
+        TU_CHECK(r.verdict == ANX_MISTRUSTED);
+        TU_CHECKF(strstr(r.reason, "proves nothing") != NULL, "reason '%s'", r.reason);
         TU_CHECK(r.max_abs == 1 && r.max_rel == 1 && r.nmse == 0.5 && r.zeros == 0);
         TU_CHECK(r.bound_rel == 2); /* max bound 2 / max |want| 1 */
+    }
+    /* bound 1% of max |x| exactly: still PASSED; just over: MISTRUSTED */
+    {
+        const float got[] = {100, 50}, want[] = {100, 50};
+        const double b[] = {1, 1}, b2[] = {1.0000001, 0};
+        const int64_t sh[] = {2};
+        TU_CHECK(compare(got, want, b, 2, sh, 1).verdict == ANX_PASSED);
+        TU_CHECK(compare(got, want, b2, 2, sh, 1).verdict == ANX_MISTRUSTED);
     }
     /* one element of a [2,3,4,5] tensor beyond its bound: flat 1*60 + 2*20 + 3*5 + 4 = 119 */
     {
@@ -101,7 +112,7 @@ static void test_compare_rules(void)
 static void test_bad_input(void)
 {
     anx_verify_report rep = {0};
-    anx_verify_opts o = {TU_REF, NULL, "all", 1, NULL};
+    anx_verify_opts o = {TU_REF, NULL, "all", 1, NULL, NULL};
     char err[512] = "";
     TU_CHECK(anx_verify_golden(&rep, "/nonexistent/golden.safetensors", &o, err, sizeof err) == 2);
     TU_CHECKF(strstr(err, "/nonexistent/golden.safetensors") != NULL, "err '%s'", err);
@@ -115,10 +126,74 @@ static void test_bad_input(void)
     anx_verify_report_free(&rep);
 }
 
+static const char *cannot_run(void) { return "test backend: cannot run here"; }
+
+/* A row of backend be with verdict v (layer "-": the backend as a whole). */
+static void add_row(anx_verify_report *rep, const char *be, const char *layer, anx_verdict v)
+{
+    anx_verify_row *r = &rep->rows[rep->count++];
+    memset(r, 0, sizeof *r);
+    snprintf(r->backend, sizeof r->backend, "%s", be);
+    snprintf(r->layer, sizeof r->layer, "%s", layer);
+    snprintf(r->reason, sizeof r->reason, "%s", v == ANX_SKIPPED && !strcmp(layer, "-") ? cannot_run() : "why");
+    r->verdict = v;
+}
+
+/* --require and --strict (anx_verify_gate): a backend SKIPPED as a whole, MISTRUSTED rows,
+ * SKIPPED rows of a required backend, and the names they accept. */
+static void test_gate(void)
+{
+    /* a backend that cannot run, handed in through opts.backends: one SKIPPED row, named */
+    anx_backend fake = {0};
+    fake.name = "fake", fake.unavailable = cannot_run;
+    const anx_backend *list[2] = {&fake, NULL};
+    anx_verify_opts o = {"fake", "ReLU-2", "isolated", 1, NULL, list};
+    anx_verify_report rep = {0};
+    char err[512] = "";
+    TU_CHECKF(anx_verify_golden(&rep, GOLDEN, &o, err, sizeof err) == 0, "%s", err);
+    anx_verify_gate none = {NULL, 0}, req = {"fake", 0}, strict = {NULL, 1};
+    TU_CHECK(anx_verify_exit_status(&rep, &none, NULL) == 0); /* today's rule: SKIPPED does not fail */
+    TU_CHECK(anx_verify_exit_status(&rep, &req, NULL) == 1);
+    char line[512] = "";
+    FILE *f = tmpfile();
+    if (f) {
+        anx_verify_exit_status(&rep, &req, f);
+        rewind(f);
+        size_t n = fread(line, 1, sizeof line - 1, f);
+        line[n] = 0;
+        fclose(f);
+    }
+    TU_CHECKF(strstr(line, "required backend fake SKIPPED: test backend: cannot run here") != NULL, "'%s'", line);
+    TU_CHECK(anx_verify_gate_check(&req, &o, err, sizeof err) == 0);
+    anx_verify_gate bad = {"fake,cuda", 0};
+    TU_CHECK(anx_verify_gate_check(&bad, &o, err, sizeof err) == 2);
+    TU_CHECKF(strstr(err, "--require cuda") != NULL, "err '%s'", err);
+    o.backend = TU_REF; /* --backend ref does not run fake */
+    TU_CHECK(anx_verify_gate_check(&req, &o, err, sizeof err) == 2);
+    TU_CHECKF(strstr(err, "--require fake") != NULL, "err '%s'", err);
+    anx_verify_report_free(&rep);
+
+    /* hand-made rows: strict fails on MISTRUSTED anywhere, on SKIPPED rows of a required backend */
+    anx_verify_row rows[4];
+    anx_verify_report r2 = {rows, 0, 4, NULL, 0};
+    add_row(&r2, "a", "Conv2d-1", ANX_PASSED);
+    add_row(&r2, "a", "Conv2d-4", ANX_SKIPPED);
+    add_row(&r2, "b", "Conv2d-1", ANX_PASSED);
+    TU_CHECK(anx_verify_exit_status(&r2, &strict, NULL) == 0);
+    anx_verify_gate req_a = {"a", 0}, req_a_strict = {"a", 1}, req_b_strict = {"b", 1};
+    TU_CHECK(anx_verify_exit_status(&r2, &req_a, NULL) == 0);        /* one layer declined: informational */
+    TU_CHECK(anx_verify_exit_status(&r2, &req_a_strict, NULL) == 1); /* ... but not under --strict */
+    TU_CHECK(anx_verify_exit_status(&r2, &req_b_strict, NULL) == 0);
+    add_row(&r2, "b", "Conv2d-4", ANX_MISTRUSTED);
+    TU_CHECK(anx_verify_exit_status(&r2, &none, NULL) == 0);
+    TU_CHECK(anx_verify_exit_status(&r2, &strict, NULL) == 1);
+}
+
 int main(void)
 {
     test_rng_matches_generator();
     test_compare_rules();
     test_bad_input();
+    test_gate();
     return tu_finish("test_golden_rules");
 }
