@@ -71,12 +71,50 @@ static int add_golden_info(anx_verify_report *rep, const vgold *g, const char *p
     return 0;
 }
 
-/* The self-checks of the golden data, then every chosen backend in the chosen modes. */
+/* float32 copy of ref64's whole tensor key into *dst when the golden file lacks it whole. */
+static void fill_from_ref64(float **dst, const char **from, const vref64 *r, const char *key, size_t n)
+{
+    size_t count = 0;
+    const double *x = *dst ? NULL : vref64_find(r, key, &count);
+    if (!x || count != n) return;
+    *dst = v_alloc(n);
+    for (size_t i = 0; i < n; i++) (*dst)[i] = (float)x[i];
+    *from = "ref64";
+}
+
+/* The float64 replay of the golden run (vref64_run), anchored to the golden data (its rows: of
+ * --layer's tensors only when given), and the whole inputs it gives the isolated rows whose golden
+ * input is stored as a sample only. */
+static void run_ref64(anx_verify_report *rep, vgold *g, const anx_verify_opts *o, vref64 *r)
+{
+    if (o->skip_ref64) return;
+    if (o->log) fprintf(o->log, "verify ref64 %s\n", g->base);
+    vref64_run(r, g, o->threads);
+    int first = rep->count;
+    vref64_anchor(rep, r, g);
+    int kept = first;
+    for (int i = first; i < rep->count; i++)
+        if (!o->layer || !strcmp(rep->rows[i].layer, o->layer)) rep->rows[kept++] = rep->rows[i];
+    rep->count = kept;
+    char key[96];
+    for (int i = 0; i < ANX_NUM_LAYERS; i++) {
+        size_t n = anx_desc_plain_count(&g->m.layers[i], ANX_DST);
+        snprintf(key, sizeof key, "out.%s", g->m.layers[i].name);
+        fill_from_ref64(&g->out[i], &g->out_from[i], r, key, n);
+        snprintf(key, sizeof key, "grad_out.%s", g->m.layers[i].name);
+        fill_from_ref64(&g->gout[i], &g->gout_from[i], r, key, n);
+    }
+}
+
+/* The self-checks of the golden data, ref64's anchor, then every chosen backend in the chosen modes. */
 static void run_backends(anx_verify_report *rep, vgold *g, const anx_verify_opts *o)
 {
     const char *sel = o->backend ? o->backend : "all";
     const char *mode = o->mode ? o->mode : "all";
     vgold_self_checks(rep, g);
+    vref64 r64;
+    memset(&r64, 0, sizeof r64);
+    run_ref64(rep, g, o, &r64);
     for (const anx_backend *const *b = backend_list(o); *b; b++) {
         const anx_backend *be = *b;
         if (strcmp(sel, "all") && strcmp(sel, be->name)) continue;
@@ -88,6 +126,7 @@ static void run_backends(anx_verify_report *rep, vgold *g, const anx_verify_opts
         if (strcmp(mode, "chained")) v_isolated(rep, g, be, o);
         if (strcmp(mode, "isolated")) v_chained(rep, g, be, o);
     }
+    vref64_free(&r64);
 }
 
 static int verify_golden(anx_verify_report *rep, const char *path, const anx_verify_opts *o, vgold *g, char *err,

@@ -222,7 +222,7 @@ static outcome run_one(const mutant *mu, int control, char *detail, size_t cap)
     anx_backend mb;
     mutant_make(&mb, mu->be, &m, &s);
     const anx_backend *list[2] = {&mb, NULL};
-    anx_verify_opts o = {mb.name, mu->only_layer, mu->mode, THREADS, NULL, list};
+    anx_verify_opts o = {mb.name, mu->only_layer, mu->mode, THREADS, NULL, list, 1};
     anx_verify_report rep = {0};
     char err[200];
     if (anx_verify_golden(&rep, mu->file, &o, err, sizeof err)) {

@@ -8,7 +8,7 @@
  *
  *   one element        out.Conv2d-4 at its largest |x|, and at a fixed inner element, moved by
  *                      0.1% of the tensor's largest |x|          -> Conv2d-4 fwd
- *   sign flip          all of grad_out.MaxPool2d-6              -> Conv2d-7 bwd_data
+ *   sign flip          all of grad_out.MaxPool2d-6              -> MaxPool2d-6 (its anchor row)
  *                      all of out.Linear-17                     -> Linear-17 fwd
  *   dropped bias       out.Conv2d-7 minus conv.6.bias[c]        -> Conv2d-7 fwd
  *   sampled gradient   one stored sample of grad.fc.0.weight moved by 0.1% of the largest sample
@@ -156,7 +156,7 @@ int main(void)
         }
         expect(&f, "out.Conv2d-4", MUT_MAX_ELEM, "Conv2d-4", "out.Conv2d-4");
         expect(&f, "out.Conv2d-4", MUT_ONE_ELEM, "Conv2d-4", "out.Conv2d-4");
-        expect(&f, "grad_out.MaxPool2d-6", MUT_SIGN, "Conv2d-7", "grad_out.MaxPool2d-6");
+        expect(&f, "grad_out.MaxPool2d-6", MUT_SIGN, "MaxPool2d-6", "grad_out.MaxPool2d-6");
         expect(&f, "out.Linear-17", MUT_SIGN, "Linear-17", "out.Linear-17");
         expect(&f, "out.Conv2d-7", MUT_DROP_BIAS, "Conv2d-7", "out.Conv2d-7");
         expect(&f, "sample.grad.fc.0.weight", MUT_MAX_ELEM, "Linear-14", "grad.fc.0.weight");
