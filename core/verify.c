@@ -123,7 +123,7 @@ static void run_backends(anx_verify_report *rep, vgold *g, const anx_verify_opts
             v_skip(v_row(rep, g, be->name, "-", "-", "-", "-"), "%s", why);
             continue;
         }
-        if (strcmp(mode, "chained")) v_isolated(rep, g, be, o);
+        if (strcmp(mode, "chained")) v_isolated(rep, g, o->skip_ref64 ? NULL : &r64, be, o);
         if (strcmp(mode, "isolated")) v_chained(rep, g, be, o);
     }
     vref64_free(&r64);

@@ -168,7 +168,8 @@ const vref64_tensor *vref64_get(const vref64 *r, const char *key);
 void vref64_anchor(anx_verify_report *rep, const vref64 *r, const vgold *g);
 
 /* verify_isolated.c / verify_chained.c: the two modes, on top of the modules above */
-void v_isolated(anx_verify_report *rep, vgold *g, const anx_backend *be, const anx_verify_opts *o);
+/* r64: ref64's replay of the golden run (whole gradients for Adam), or NULL */
+void v_isolated(anx_verify_report *rep, vgold *g, const vref64 *r64, const anx_backend *be, const anx_verify_opts *o);
 void v_chained(anx_verify_report *rep, vgold *g, const anx_backend *be, const anx_verify_opts *o);
 
 /* Plain float helpers (verify_golden.c). */

@@ -3,7 +3,8 @@
  * element of every output is judged against ref64 fed the same inputs (verify_judge.c: the
  * bound is the backend's own float32 rounding).  Adam: the regenerated init and the golden
  * gradient of every step (t = 1..steps), each step judged against ref64's Adam from the
- * backend's own state before it.
+ * backend's own state before it; a gradient the golden file keeps as a sample only comes whole
+ * from ref64's replay of the golden run (vref64) when it ran.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -112,15 +113,30 @@ static void iso_exec(anx_verify_report *rep, vgold *g, const anx_backend *be, in
 
 /* The golden gradients of parameter p for t = 1..steps on one index set (whole, or the stored
  * sample when the file keeps only that); the count of steps, or -1 with why in r's reason. */
-static int adam_grads(const vgold *g, const anx_param_info *pi, const anx_layer_desc *l, vwant *gw, char *why,
-                      size_t cap)
+/* vgold_want, but whole from ref64's replay when the golden file keeps key as a sample only. */
+static int grad_want(const vgold *g, const vref64 *r64, const char *key, const anx_param_info *pi, vwant *w)
+{
+    size_t count = 0;
+    const double *x = r64 ? vref64_find(r64, key, &count) : NULL;
+    if (!x || count != pi->count) return vgold_want(g, key, w);
+    memset(w, 0, sizeof *w);
+    snprintf(w->key, sizeof w->key, "%.79s", key);
+    w->n = w->total = count;
+    w->val = v_alloc(count);
+    for (size_t i = 0; i < count; i++) w->val[i] = (float)x[i];
+    w->ndim = v_slot_shape(&g->m.layers[pi->layer], pi->slot, w->shape);
+    return 0;
+}
+
+static int adam_grads(const vgold *g, const vref64 *r64, const anx_param_info *pi, const anx_layer_desc *l, vwant *gw,
+                      char *why, size_t cap)
 {
     int ng = 0;
     for (int t = 1; t <= g->steps && t <= V_MAX_STEPS; t++, ng++) {
         char gk[96];
         if (g->steps == 1) snprintf(gk, sizeof gk, "grad.%s", pi->name);
         else snprintf(gk, sizeof gk, "step%d.grad.%s", t, pi->name);
-        int bad = vgold_want(g, gk, &gw[ng]);
+        int bad = grad_want(g, r64, gk, pi, &gw[ng]);
         if (!bad && gw[ng].idx) gw[ng].ndim = v_slot_shape(l, pi->slot, gw[ng].shape);
         if (!bad && ng && (gw[ng].n != gw[0].n || (!gw[ng].idx) != (!gw[0].idx) ||
                            (gw[0].idx && memcmp(gw[0].idx, gw[ng].idx, gw[0].n * sizeof *gw[0].idx))))
@@ -137,14 +153,15 @@ static int adam_grads(const vgold *g, const anx_param_info *pi, const anx_layer_
 /* Adam t = 1..steps from the regenerated init with the golden gradients; every step's result
  * judged against ref64's Adam from the backend's own state before it.  Rows "step<t>.<key>"
  * for the steps before the last, "<key>" for the last. */
-static void iso_adam_param(anx_verify_report *rep, vgold *g, const anx_backend *be, int p, int threads)
+static void iso_adam_param(anx_verify_report *rep, vgold *g, const vref64 *r64, const anx_backend *be, int p,
+                           int threads)
 {
     const anx_param_info *pi = &g->m.params[p];
     const anx_layer_desc *l = &g->m.layers[pi->layer];
     static const char *const pre[3] = {"", "adam.exp_avg.", "adam.exp_avg_sq."};
     vwant gw[V_MAX_STEPS];
     char why[160] = "backend has no Adam";
-    int ng = be->adam ? adam_grads(g, pi, l, gw, why, sizeof why) : -1;
+    int ng = be->adam ? adam_grads(g, r64, pi, l, gw, why, sizeof why) : -1;
     size_t n = ng > 0 ? gw[0].n : 0;
     float *st[3] = {v_alloc(n), v_alloc(n), v_alloc(n)}, *prev[3] = {v_alloc(n), v_alloc(n), v_alloc(n)};
     for (size_t i = 0; i < n; i++) st[0][i] = g->init[p][gw[0].idx ? (size_t)gw[0].idx[i] : i];
@@ -175,7 +192,7 @@ static void iso_adam_param(anx_verify_report *rep, vgold *g, const anx_backend *
     for (int k = 0; k < ng; k++) vwant_free(&gw[k]);
 }
 
-void v_isolated(anx_verify_report *rep, vgold *g, const anx_backend *be, const anx_verify_opts *o)
+void v_isolated(anx_verify_report *rep, vgold *g, const vref64 *r64, const anx_backend *be, const anx_verify_opts *o)
 {
     const anx_model *m = &g->m;
     const char *only = o->layer;
@@ -194,5 +211,5 @@ void v_isolated(anx_verify_report *rep, vgold *g, const anx_backend *be, const a
         }
     }
     if (!only || !strcmp(only, "Adam"))
-        for (int p = 0; p < ANX_NUM_PARAMS; p++) iso_adam_param(rep, g, be, p, o->threads);
+        for (int p = 0; p < ANX_NUM_PARAMS; p++) iso_adam_param(rep, g, r64, be, p, o->threads);
 }
