@@ -1,18 +1,33 @@
 #!/usr/bin/env bash
 # The main job: installs what is missing, builds, verifies every backend against the golden
 # data (exit 1 on any FAILED), then prints a per-layer benchmark table (quick run).
+#   ci/main.sh                 every golden file of data/golden (what a user runs)
+#   ci/main.sh --golden FILE   only FILE (the clean room of .ci/run verifies one file: the
+#                              release tier verifies the golden data on every submission)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+golden=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --golden)
+      [ -f "${2:-}" ] || { echo "ci/main.sh: --golden needs an existing file (got '${2:-}')" >&2; exit 2; }
+      golden=(--golden "$2"); shift 2 ;;
+    -h|--help) sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "ci/main.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
 bash ci/install.sh
 cmake --preset release >/dev/null
 cmake --build --preset release
 # The gate requires every backend this machine can run (exit 1 when one is SKIPPED as a whole):
-# ref, those whose libraries ci/install.sh installs (onednn, cblas), and the ISA backends when
+# ref, those whose libraries ci/install.sh installs (onednn, cblas, libxsmm), and the ISA backends when
 # the CPU has their flags.  A new backend adds itself here.
-require=ref,onednn,cblas
+require=ref,onednn,cblas,libxsmm
 if grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo; then require+=,avx2; fi
 if grep -qw avx512f /proc/cpuinfo; then require+=,avx512; fi
-./build/release/anx verify --backend all --require "$require" --json build/release/verify.json
+# oneDNN 2.6 has f32 Winograd only on avx512_core (F, BW, VL, DQ)
+if grep -qw avx512bw /proc/cpuinfo && grep -qw avx512vl /proc/cpuinfo && grep -qw avx512dq /proc/cpuinfo; then require+=,onednn-wino; fi
+./build/release/anx verify --backend all --require "$require" ${golden[@]+"${golden[@]}"} --json build/release/verify.json
 if [ -x build/release/anx-bench ] && [ -f bench/report.py ]; then
   python3 bench/report.py --build build/release --out build/release/bench-report --quick
   # Every run goes into the benchmark history (one SQLite file; ANX_HISTORY_DB points it
