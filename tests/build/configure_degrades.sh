@@ -21,7 +21,7 @@ rc=$?
 line=$(grep -E '^-- anx: backend onednn: ' "$work/configure.log") || fail "no status line for the onednn backend"
 echo "configure: ${line#-- }"
 [[ "$line" == *"not built"*"OpenCL"* ]] || fail "the status line does not say why (OpenCL): $line"
-[ "$(grep -c 'anx: backend onednn' "$work/configure.log")" -eq 1 ] || fail "more than one status line for onednn"
+[ "$(grep -c 'anx: backend onednn: ' "$work/configure.log")" -eq 1 ] || fail "more than one status line for onednn"
 
 cmake --build "$work" --target anx_cli -j2 >"$work/build.log" 2>&1 ||
   { tail -n 20 "$work/build.log"; fail "the build without onednn failed"; }
