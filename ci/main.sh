@@ -4,15 +4,17 @@
 #   ci/main.sh                 every golden file of data/golden (what a user runs)
 #   ci/main.sh --golden FILE   only FILE (the clean room of .ci/run verifies one file: the
 #                              release tier verifies the golden data on every submission)
+#   ci/main.sh --no-bench      without the benchmark table (the clean room: its stage time)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-golden=()
+golden=() bench=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --golden)
       [ -f "${2:-}" ] || { echo "ci/main.sh: --golden needs an existing file (got '${2:-}')" >&2; exit 2; }
       golden=(--golden "$2"); shift 2 ;;
-    -h|--help) sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --no-bench) bench=0; shift ;;
+    -h|--help) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "ci/main.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -28,7 +30,9 @@ if grep -qw avx512f /proc/cpuinfo; then require+=,avx512; fi
 # oneDNN 2.6 has f32 Winograd only on avx512_core (F, BW, VL, DQ)
 if grep -qw avx512bw /proc/cpuinfo && grep -qw avx512vl /proc/cpuinfo && grep -qw avx512dq /proc/cpuinfo; then require+=,onednn-wino; fi
 ./build/release/anx verify --backend all --require "$require" ${golden[@]+"${golden[@]}"} --json build/release/verify.json
-if [ -x build/release/anx-bench ] && [ -f bench/report.py ]; then
+if [ "$bench" -eq 0 ]; then
+  echo "main: --no-bench: no benchmark table"
+elif [ -x build/release/anx-bench ] && [ -f bench/report.py ]; then
   python3 bench/report.py --build build/release --out build/release/bench-report --quick
   # Every run goes into the benchmark history (one SQLite file; ANX_HISTORY_DB points it
   # elsewhere, e.g. a CI cache), and the fleet table compares this machine with the others there.

@@ -32,6 +32,7 @@ expect 2 '--seed needs a number' -- bash "$src/ci/sweep.sh" --seed
 expect 2 "unknown argument '--bogus'" -- bash "$src/ci/sweep.sh" --bogus
 expect 2 "unknown group 'bogus'" -- bash "$src/ci/install.sh" bogus
 expect 0 'benchmark table' -- bash "$src/ci/main.sh" --help
+expect 0 '--no-bench' -- bash "$src/ci/main.sh" --help
 expect 2 "unknown argument '--bogus'" -- bash "$src/ci/main.sh" --bogus
 expect 2 "--golden needs an existing file \(got 'no-such-file'\)" -- bash "$src/ci/main.sh" --golden no-such-file
 [ $failures -eq 0 ] || { echo "ci_scripts_args: $failures FAILED"; exit 1; }
