@@ -3,7 +3,6 @@
  * module (verify_compare.c: rows, bounds, verdicts) and the two modes (verify_isolated.c,
  * verify_chained.c) never call back into it.  The table, the JSON file and the exit status are
  * verify_report.c's. */
-#include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,9 +88,10 @@ static void run_ref64(anx_verify_report *rep, vgold *g, const anx_verify_opts *o
 {
     if (o->skip_ref64) return;
     if (o->log) fprintf(o->log, "verify ref64 %s\n", g->base);
-    vref64_run(r, g, o->threads);
+    char why[160];
+    if (vref64_run(r, g, o->threads, why, sizeof why)) v_oom_again(); /* to anx_verify_golden's guard */
     int first = rep->count;
-    vref64_anchor(rep, r, g);
+    if (vref64_anchor(rep, r, g, why, sizeof why)) v_oom_again();
     int kept = first;
     for (int i = first; i < rep->count; i++)
         if (!o->layer || !strcmp(rep->rows[i].layer, o->layer)) rep->rows[kept++] = rep->rows[i];
@@ -145,6 +145,22 @@ static int verify_golden(anx_verify_report *rep, const char *path, const anx_ver
     return rc;
 }
 
+typedef struct golden_call {
+    anx_verify_report *rep;
+    const char *path;
+    const anx_verify_opts *o;
+    vgold *g;
+    char *err;
+    size_t errlen;
+    int rc;
+} golden_call;
+
+static void golden_body(void *arg)
+{
+    golden_call *c = arg;
+    c->rc = verify_golden(c->rep, c->path, c->o, c->g, c->err, c->errlen);
+}
+
 int anx_verify_golden(anx_verify_report *rep, const char *path, const anx_verify_opts *o, char *err,
                       size_t errlen)
 {
@@ -153,14 +169,12 @@ int anx_verify_golden(anx_verify_report *rep, const char *path, const anx_verify
         snprintf(err, errlen, "%s: out of memory", path);
         return 2;
     }
-    jmp_buf env, *outer = v_oom_catch(&env);
-    if (setjmp(env)) { /* v_oom: the buffers of the check in flight are left to the process */
-        v_oom_catch(outer);
-        snprintf(err, errlen, "%s: %s", path, v_oom_what());
+    golden_call c = {rep, path, o, g, err, errlen, 0};
+    char why[160];
+    if (v_guarded(golden_body, &c, why, sizeof why)) { /* the buffers of the check in flight are left to the process */
+        snprintf(err, errlen, "%s: %s", path, why);
         return 2;
     }
-    int rc = verify_golden(rep, path, o, g, err, errlen);
-    v_oom_catch(outer);
     free(g);
-    return rc;
+    return c.rc;
 }

@@ -233,23 +233,44 @@ void v_compare_want(anx_verify_row *r, const float *got, const vwant *w, const f
 
 /* ---- out of memory inside a check ------------------------------------------------------------ */
 
-/* Where v_oom jumps to: set by the driver (verify.c) for the time a golden file runs (per thread). */
-static _Thread_local jmp_buf *g_oom_env;
+/* The guards live: each is a frame of v_guarded still on this thread's stack, innermost first.
+ * There is no other jump target: v_oom outside every guard is a programming error (an internal
+ * function called around the entry points) and aborts with the message instead of jumping. */
+typedef struct v_guard {
+    jmp_buf env;
+    struct v_guard *outer;
+} v_guard;
+static _Thread_local v_guard *g_guard;
 static _Thread_local char g_oom_what[160];
 
-jmp_buf *v_oom_catch(jmp_buf *env)
+int v_guarded(void (*fn)(void *), void *arg, char *err, size_t errlen)
 {
-    jmp_buf *outer = g_oom_env;
-    g_oom_env = env;
-    return outer;
+    v_guard gd;
+    gd.outer = g_guard;
+    g_guard = &gd;
+    if (setjmp(gd.env)) {
+        g_guard = gd.outer; /* gd is popped before anything else can run v_oom */
+        if (err && errlen) snprintf(err, errlen, "%s", g_oom_what);
+        return -1;
+    }
+    fn(arg);
+    g_guard = gd.outer;
+    return 0;
 }
-
-const char *v_oom_what(void) { return g_oom_what; }
 
 _Noreturn void v_oom(const char *what, size_t bytes)
 {
     snprintf(g_oom_what, sizeof g_oom_what, "out of memory for %s (%.1f MiB)", what, (double)bytes / 1048576.0);
-    longjmp(*g_oom_env, 1);
+    v_oom_again();
+}
+
+_Noreturn void v_oom_again(void)
+{
+    if (!g_guard) {
+        fprintf(stderr, "anx verify: %s outside every guarded entry point (v_guarded): a bug\n", g_oom_what);
+        abort();
+    }
+    longjmp(g_guard->env, 1);
 }
 
 /* ---- Adam ------------------------------------------------------------------------------------ */

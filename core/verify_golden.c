@@ -215,7 +215,7 @@ static float *load_whole(vgold *g, const char *key, size_t count)
     return p;
 }
 
-int vgold_load(vgold *g, const char *path, char *err, size_t errlen)
+static int load(vgold *g, const char *path, char *err, size_t errlen)
 {
     snprintf(g->path, sizeof g->path, "%s", path);
     const char *slash = strrchr(path, '/');
@@ -296,6 +296,31 @@ int vgold_load(vgold *g, const char *path, char *err, size_t errlen)
         }
     }
     return 0;
+}
+
+typedef struct load_call {
+    vgold *g;
+    const char *path;
+    char *err;
+    size_t errlen;
+    int rc;
+} load_call;
+
+static void load_body(void *arg)
+{
+    load_call *c = arg;
+    c->rc = load(c->g, c->path, c->err, c->errlen);
+}
+
+int vgold_load(vgold *g, const char *path, char *err, size_t errlen)
+{
+    load_call c = {g, path, err, errlen, 0};
+    char why[160];
+    if (v_guarded(load_body, &c, why, sizeof why)) { /* the buffers made so far are left to the process */
+        snprintf(err, errlen, "%s: %s", path, why);
+        return 2;
+    }
+    return c.rc;
 }
 
 void vgold_free(vgold *g)

@@ -52,13 +52,16 @@ typedef struct vwant {
 } vwant;
 
 /* verify_compare.c: the comparison module (rows, bounds, verdicts); calls nothing above it. */
-/* Memory ran out inside a check: jumps to the jmp_buf installed by v_oom_catch (anx_verify_golden
- * does, and returns 2 with err "<golden file>: out of memory for <what> (<MiB> MiB)").  The
- * library never exits; the buffers of the check in flight are left to the process (the CLI ends
- * right after).  Only valid while a jmp_buf is installed on this thread. */
+/* Memory ran out inside a check: v_oom jumps to the innermost v_guarded on this thread, which
+ * returns -1 with err "out of memory for <what> (<MiB> MiB)".  Every entry point that allocates
+ * runs its work under v_guarded (anx_verify_golden, vgold_load, vref64_run, vref64_anchor), so a
+ * caller of any of them gets a status, never a jump; the buffers of the work in flight are left
+ * to the process.  v_oom with no guard (an internal function called directly) prints the message
+ * and aborts: there is no jump target that can be unset.  v_oom_again passes the last message
+ * on to the guard outside (a nested entry point that failed). */
 _Noreturn void v_oom(const char *what, size_t bytes);
-jmp_buf *v_oom_catch(jmp_buf *env); /* installs env, returns the one it replaces */
-const char *v_oom_what(void);        /* "out of memory for ..." of the last v_oom on this thread */
+_Noreturn void v_oom_again(void);
+int v_guarded(void (*fn)(void *), void *arg, char *err, size_t errlen);
 void v_copy_str(char *dst, size_t cap, const char *src);
 int v_param_of(const anx_model *m, int layer); /* index of layer's weight in m->params, or -1 */
 const char *v_impl_of(const anx_backend *be, void *ctx, const anx_layer_desc *l, anx_dir d); /* "" if none */
@@ -157,15 +160,15 @@ typedef struct vref64 {
  * the file's hyperparameters), keeping every tensor the golden file has a key (or a digest) for:
  * out.*, grad_out.*, loss, grad.*, the parameters, adam.exp_avg.*, adam.exp_avg_sq.* (three-step
  * file: step<t>.loss, step<t>.grad.*, and the state after the last step).  threads: OpenMP team
- * (<= 0: the default).  Out of memory: v_oom (call it inside anx_verify_golden). */
-void vref64_run(vref64 *r, const vgold *g, int threads);
+ * (<= 0: the default).  0, or -1 with err "out of memory for ..." (r is then empty). */
+int vref64_run(vref64 *r, const vgold *g, int threads, char *err, size_t errlen);
 void vref64_free(vref64 *r);
 /* The run's tensor under golden key, whole and plain, with *count; NULL when it kept none. */
 const double *vref64_find(const vref64 *r, const char *key, size_t *count);
 const vref64_tensor *vref64_get(const vref64 *r, const char *key);
 /* Rows (backend "ref64", mode "golden"), one per kept tensor: every stored element (whole, or
  * the sample) and the float64 digest against ref64, with the derived float64 tolerances. */
-void vref64_anchor(anx_verify_report *rep, const vref64 *r, const vgold *g);
+int vref64_anchor(anx_verify_report *rep, const vref64 *r, const vgold *g, char *err, size_t errlen); /* 0 or -1 (OOM) */
 
 /* verify_isolated.c / verify_chained.c: the two modes, on top of the modules above */
 /* r64: ref64's replay of the golden run (whole gradients for Adam), or NULL */

@@ -534,13 +534,18 @@ static double now_s(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-void vref64_run(vref64 *r, const vgold *g, int threads)
+typedef struct run_call {
+    vref64 *r;
+    const vgold *g;
+    int threads;
+} run_call;
+
+static void run_body(void *arg)
 {
-    double t0 = now_s();
-    memset(r, 0, sizeof *r);
-    r->steps = g->steps;
-    int saved = omp_get_max_threads();
-    if (threads > 0) omp_set_num_threads(threads);
+    const run_call *c = arg;
+    vref64 *r = c->r;
+    const vgold *g = c->g;
+    int threads = c->threads;
     run64 *s = calloc(1, sizeof *s);
     if (!s) v_oom("the float64 reference's state", sizeof *s);
     s->g = g, s->m = &g->m, s->r = r;
@@ -572,8 +577,21 @@ void vref64_run(vref64 *r, const vgold *g, int threads)
     free(mk);
     free(s->x[0]);
     free(s);
+}
+
+int vref64_run(vref64 *r, const vgold *g, int threads, char *err, size_t errlen)
+{
+    double t0 = now_s();
+    memset(r, 0, sizeof *r);
+    r->steps = g->steps;
+    int saved = omp_get_max_threads();
+    if (threads > 0) omp_set_num_threads(threads);
+    run_call c = {r, g, threads};
+    int rc = v_guarded(run_body, &c, err, errlen);
     omp_set_num_threads(saved);
+    if (rc) vref64_free(r); /* the kept tensors; the run's own buffers are left to the process */
     r->seconds = now_s() - t0;
+    return rc;
 }
 
 /* ---- the anchor: ref64 against PyTorch's float64 golden ------------------------------------ */
@@ -657,8 +675,18 @@ static int check_digest64(const vref64_tensor *t, const vgold *g, char *why, siz
     return vdigest_check(got, want, tol, why, whylen);
 }
 
-void vref64_anchor(anx_verify_report *rep, const vref64 *r, const vgold *g)
+typedef struct anchor_call {
+    anx_verify_report *rep;
+    const vref64 *r;
+    const vgold *g;
+} anchor_call;
+
+static void anchor_body(void *arg)
 {
+    const anchor_call *c = arg;
+    anx_verify_report *rep = c->rep;
+    const vref64 *r = c->r;
+    const vgold *g = c->g;
     for (int i = 0; i < r->count; i++) {
         const vref64_tensor *t = &r->t[i];
         anx_verify_row *row = v_row(rep, g, "ref64", "golden", t->layer, t->dir, t->key);
@@ -687,4 +715,10 @@ void vref64_anchor(anx_verify_report *rep, const vref64 *r, const vgold *g)
                      "tensor for Adam's state after step 1 is too coarse", t->diff_max, t->diff_max / mx, MISTRUST_REL);
         }
     }
+}
+
+int vref64_anchor(anx_verify_report *rep, const vref64 *r, const vgold *g, char *err, size_t errlen)
+{
+    anchor_call c = {rep, r, g};
+    return v_guarded(anchor_body, &c, err, errlen);
 }
