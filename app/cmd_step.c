@@ -527,6 +527,15 @@ static void print_workspace(const anx_net *net)
     printf("\n");
 }
 
+/* "library: libxsmm runs LIBXSMM 1.17, JIT target hsw": what the backend's library() says it
+ * runs here (a JIT target chosen at run time, e.g. by LIBXSMM_TARGET, is seen nowhere else in
+ * the step's output); nothing for a backend without one. */
+static void print_library(const anx_backend *be)
+{
+    const char *lib = be->library ? be->library() : NULL;
+    if (lib && lib[0]) printf("library: %s runs %s\n", be->name, lib);
+}
+
 /* One training step; under mpirun each rank's share (1/N) of the gradients is allreduced during
  * the backward pass and *loss is the global batch's mean.  0, or 2 after the one-line error. */
 static int train_step(anx_net *net, float lr, float *loss)
@@ -552,6 +561,7 @@ static int run_steps(anx_net *net, const step_opts *o, const step_batch *b)
     double total = 0.0;
     float loss = 0.0f;
     int bad = 0;
+    print_library(anx_net_backend(net));
     for (int i = 0; i < o->steps; i++) {
         double t0 = cli_now();
         if (train_step(net, o->lr, &loss)) return ANX_EXIT_USAGE;
