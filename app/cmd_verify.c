@@ -85,7 +85,7 @@ static int run(int argc, char **argv)
         nfiles = list_goldens(ANX_GOLDEN_DIR, &files);
         if (nfiles <= 0) return cli_error("verify", "%s: no golden *.safetensors there", ANX_GOLDEN_DIR);
     }
-    anx_verify_opts o = {backend, layer, mode, threads, quiet ? NULL : stderr, NULL, 0};
+    anx_verify_opts o = {backend, layer, mode, threads, quiet ? NULL : stderr, NULL, 0, NULL};
     anx_verify_gate gate = {require, strict};
     anx_verify_report rep = {0};
     char err[512];

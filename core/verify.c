@@ -81,21 +81,21 @@ static void fill_from_ref64(float **dst, const char **from, const vref64 *r, con
     *from = "ref64";
 }
 
-/* The float64 replay of the golden run (vref64_run), anchored to the golden data (its rows: of
- * --layer's tensors only when given), and the whole inputs it gives the isolated rows whose golden
- * input is stored as a sample only. */
-static void run_ref64(anx_verify_report *rep, vgold *g, const anx_verify_opts *o, vref64 *r)
+/* The float64 replay of the golden run (vref64_run; the cache's when it holds this run), anchored
+ * to the golden data (its rows: of --layer's tensors only when given), and the whole inputs it
+ * gives the isolated rows whose golden input is stored as a sample only.  Returns the replay
+ * (own: run's), or NULL with skip_ref64. */
+static const vref64 *run_ref64(anx_verify_report *rep, vgold *g, const anx_verify_opts *o, vref64 *own)
 {
-    if (o->skip_ref64) return;
-    if (o->log) fprintf(o->log, "verify ref64 %s\n", g->base);
+    if (o->skip_ref64) return NULL;
     char why[160];
-    if (vref64_run(r, g, o->threads, why, sizeof why)) v_oom_again(); /* to anx_verify_golden's guard */
-    int first = rep->count;
-    if (vref64_anchor(rep, r, g, why, sizeof why)) v_oom_again();
-    int kept = first;
-    for (int i = first; i < rep->count; i++)
-        if (!o->layer || !strcmp(rep->rows[i].layer, o->layer)) rep->rows[kept++] = rep->rows[i];
-    rep->count = kept;
+    const vref64 *r = v_cache_run(o->cache, g);
+    if (!r) {
+        if (o->log) fprintf(o->log, "verify ref64 %s\n", g->base);
+        if (vref64_run(own, g, o->threads, why, sizeof why)) v_oom_again(); /* to anx_verify_golden's guard */
+        r = o->cache ? v_cache_keep_run(o->cache, g, own) : own;
+    }
+    if (vref64_anchor(rep, r, g, o->layer, why, sizeof why)) v_oom_again();
     char key[96];
     for (int i = 0; i < ANX_NUM_LAYERS; i++) {
         size_t n = anx_desc_plain_count(&g->m.layers[i], ANX_DST);
@@ -104,6 +104,7 @@ static void run_ref64(anx_verify_report *rep, vgold *g, const anx_verify_opts *o
         snprintf(key, sizeof key, "grad_out.%s", g->m.layers[i].name);
         fill_from_ref64(&g->gout[i], &g->gout_from[i], r, key, n);
     }
+    return r;
 }
 
 /* The self-checks of the golden data, ref64's anchor, then every chosen backend in the chosen modes. */
@@ -112,9 +113,9 @@ static void run_backends(anx_verify_report *rep, vgold *g, const anx_verify_opts
     const char *sel = o->backend ? o->backend : "all";
     const char *mode = o->mode ? o->mode : "all";
     vgold_self_checks(rep, g);
-    vref64 r64;
-    memset(&r64, 0, sizeof r64);
-    run_ref64(rep, g, o, &r64);
+    vref64 own;
+    memset(&own, 0, sizeof own);
+    const vref64 *r64 = run_ref64(rep, g, o, &own);
     for (const anx_backend *const *b = backend_list(o); *b; b++) {
         const anx_backend *be = *b;
         if (strcmp(sel, "all") && strcmp(sel, be->name)) continue;
@@ -123,10 +124,10 @@ static void run_backends(anx_verify_report *rep, vgold *g, const anx_verify_opts
             v_skip(v_row(rep, g, be->name, "-", "-", "-", "-"), "%s", why);
             continue;
         }
-        if (strcmp(mode, "chained")) v_isolated(rep, g, o->skip_ref64 ? NULL : &r64, be, o);
+        if (strcmp(mode, "chained")) v_isolated(rep, g, r64, be, o);
         if (strcmp(mode, "isolated")) v_chained(rep, g, be, o);
     }
-    vref64_free(&r64);
+    vref64_free(&own); /* empty when the cache took it */
 }
 
 static int verify_golden(anx_verify_report *rep, const char *path, const anx_verify_opts *o, vgold *g, char *err,

@@ -100,7 +100,7 @@ static void judge(chain *c, int t, const anx_layer_desc *l, anx_dir dir, const c
         r[k] = v_row(c->rep, c->g, c->be->name, "chained", l->name, anx_dir_name(dir), key);
         snprintf(r[k]->impl, sizeof r[k]->impl, "%s", v_impl_of(c->be, NULL, l, dir));
     }
-    v_judge_exec(r, l, dir, in, got, c->o->threads);
+    v_judge_exec(r, l, dir, in, got, c->o->threads, NULL); /* inputs are the backend's own */
 }
 
 /* The inputs of layer i as the backend's layer had them in this step (dir: which of them). */

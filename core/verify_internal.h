@@ -91,8 +91,9 @@ typedef struct v_in {
 /* Rows r[0] (and r[1], the bias gradient of bwd_weights) for the backend's plain outputs got[0]
  * (dst, diff_src, diff_weights, or the loss) and got[1] (diff_bias): every element against ref64
  * on in, with the bound of the backend's own rounding (verify_judge.c). */
+/* cache: reuse ref64's answer and the magnitudes for the same inputs (isolated mode), or NULL. */
 void v_judge_exec(anx_verify_row *const *r, const anx_layer_desc *l, anx_dir dir, const v_in *in,
-                  const float *const *got, int threads);
+                  const float *const *got, int threads, anx_verify_cache *cache);
 /* Rows r[0..2] (param, exp_avg, exp_avg_sq) for the backend's Adam results got[0..2] from the
  * state p0, m0, v0 and gradient g (n elements, plain), against ref64's Adam with the same hp. */
 void v_judge_adam(anx_verify_row *const *r, const float *p0, const float *g, const float *m0, const float *v0,
@@ -140,7 +141,9 @@ typedef struct vref64_tensor {
     size_t count;
     int ndim;
     int64_t shape[4];
-    const char *layer, *dir; /* what made it, for rows: "Conv2d-4" "fwd", "Adam" "update", ... */
+    /* what made it, for rows: "Conv2d-4" "fwd", "Adam" "update", ...  Copies, not pointers into
+       the golden file's model: a cached run outlives the vgold it was made from. */
+    char layer[24], dir[16];
     /* Derived bound of |ref64 - PyTorch float64| (both against the exact value, docs/verify.md):
        diff_max for every element; diff_sum = sum over elements of each one's bound (<= count *
        diff_max; smaller for Adam's outputs, whose bounds vary per element). */
@@ -166,9 +169,21 @@ void vref64_free(vref64 *r);
 /* The run's tensor under golden key, whole and plain, with *count; NULL when it kept none. */
 const double *vref64_find(const vref64 *r, const char *key, size_t *count);
 const vref64_tensor *vref64_get(const vref64 *r, const char *key);
-/* Rows (backend "ref64", mode "golden"), one per kept tensor: every stored element (whole, or
+/* Rows (backend "ref64", mode "golden"), one per kept tensor (of layer): every stored element (whole, or
  * the sample) and the float64 digest against ref64, with the derived float64 tolerances. */
-int vref64_anchor(anx_verify_report *rep, const vref64 *r, const vgold *g, char *err, size_t errlen); /* 0 or -1 (OOM) */
+int vref64_anchor(anx_verify_report *rep, const vref64 *r, const vgold *g, const char *layer, char *err,
+                  size_t errlen); /* layer: only the tensors it made (NULL: all).  0 or -1 (OOM) */
+
+/* verify_cache.c: anx_verify_opts.cache (what it may reuse, and why a hit is exact: there). */
+/* ref64's replay of g's run when the cache holds it, else NULL (c may be NULL) */
+const vref64 *v_cache_run(anx_verify_cache *c, const vgold *g);
+/* The cache takes r's tensors (r is left empty) as g's run, replacing the one it held; returns it. */
+const vref64 *v_cache_keep_run(anx_verify_cache *c, const vgold *g, vref64 *r);
+uint64_t v_answer_key(const anx_layer_desc *l, anx_dir dir, const v_in *in);
+/* 1 with the cached answer (want[0..1], M[0..1], c: owned by the cache), or 0 */
+int v_cache_answer(const anx_verify_cache *c, uint64_t key, double **want, float **M, double *cm);
+/* 0: the cache owns want and M now; -1 (no memory for the list): the caller still does */
+int v_cache_keep_answer(anx_verify_cache *c, uint64_t key, double *const *want, float *const *M, double cm);
 
 /* verify_isolated.c / verify_chained.c: the two modes, on top of the modules above */
 /* r64: ref64's replay of the golden run (whole gradients for Adam), or NULL */

@@ -78,8 +78,10 @@ static const char *iso_inputs(const vgold *g, int i, anx_dir dir, v_in *in, floa
 }
 
 /* The rows of (layer i, dir): i == ANX_NUM_LAYERS is the loss. */
-static void iso_exec(anx_verify_report *rep, vgold *g, const anx_backend *be, int i, anx_dir dir, int threads)
+static void iso_exec(anx_verify_report *rep, vgold *g, const anx_backend *be, int i, anx_dir dir,
+                     const anx_verify_opts *o)
 {
+    const int threads = o->threads;
     const anx_model *m = &g->m;
     const anx_layer_desc *l = i < ANX_NUM_LAYERS ? &m->layers[i] : &m->loss;
     char key[2][96];
@@ -101,7 +103,7 @@ static void iso_exec(anx_verify_report *rep, vgold *g, const anx_backend *be, in
     char failed[160], impl[64];
     run_exec(be, l, dir, &in, out, &loss, impl, sizeof impl, failed, sizeof failed, threads);
     const float *got[2] = {out[0] ? out[0] : &loss, out[1]};
-    v_judge_exec(r, l, dir, &in, got, threads);
+    v_judge_exec(r, l, dir, &in, got, threads, o->cache); /* golden inputs: the same for every backend */
     for (int k = 0; k < nrow; k++) {
         snprintf(r[k]->impl, sizeof r[k]->impl, "%s", impl);
         if (failed[0]) v_fail_status(r[k], failed);
@@ -201,13 +203,13 @@ void v_isolated(anx_verify_report *rep, vgold *g, const vref64 *r64, const anx_b
             const anx_layer_desc *l = &m->layers[i];
             if (only && strcmp(only, l->name)) continue;
             if (o->log) fprintf(o->log, "verify %s isolated %s %s\n", be->name, g->base, l->name);
-            iso_exec(rep, g, be, i, ANX_FWD, o->threads);
-            if (i > 0) iso_exec(rep, g, be, i, ANX_BWD_DATA, o->threads);
-            if (anx_desc_has_weights(l)) iso_exec(rep, g, be, i, ANX_BWD_WEIGHTS, o->threads);
+            iso_exec(rep, g, be, i, ANX_FWD, o);
+            if (i > 0) iso_exec(rep, g, be, i, ANX_BWD_DATA, o);
+            if (anx_desc_has_weights(l)) iso_exec(rep, g, be, i, ANX_BWD_WEIGHTS, o);
         }
         if (!only || !strcmp(only, "CrossEntropyLoss")) {
-            iso_exec(rep, g, be, ANX_NUM_LAYERS, ANX_FWD, o->threads);
-            iso_exec(rep, g, be, ANX_NUM_LAYERS, ANX_BWD_DATA, o->threads);
+            iso_exec(rep, g, be, ANX_NUM_LAYERS, ANX_FWD, o);
+            iso_exec(rep, g, be, ANX_NUM_LAYERS, ANX_BWD_DATA, o);
         }
     }
     if (!only || !strcmp(only, "Adam"))

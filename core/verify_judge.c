@@ -139,24 +139,28 @@ static void judge_loss(anx_verify_row *r, const anx_layer_desc *l, anx_dir dir, 
 }
 
 void v_judge_exec(anx_verify_row *const *r, const anx_layer_desc *l, anx_dir dir, const v_in *in,
-                  const float *const *got, int threads)
+                  const float *const *got, int threads, anx_verify_cache *cache)
 {
-    double *want[2];
-    ref64_answer(l, dir, in, want, threads);
+    double *want[2] = {NULL, NULL}, c = 0;
+    float *M[2] = {NULL, NULL};
+    uint64_t key = cache ? v_answer_key(l, dir, in) : 0;
+    int hit = cache && v_cache_answer(cache, key, want, M, &c);
+    if (!hit) {
+        ref64_answer(l, dir, in, want, threads);
+        if (l->op != ANX_OP_LOSS) c = magnitudes(l, dir, in, M, threads);
+    }
     if (l->op == ANX_OP_LOSS) {
         judge_loss(r[0], l, dir, in, got[0], want[0]);
-        free(want[0]);
-        return;
+    } else {
+        anx_slot slot[2] = {dir == ANX_FWD ? ANX_DST : dir == ANX_BWD_DATA ? ANX_SRC : ANX_WEIGHTS, ANX_BIAS};
+        for (int k = 0; k < 2 && want[k]; k++) {
+            int64_t shape[4];
+            int ndim = v_slot_shape(l, slot[k], shape);
+            judge(r[k], got[k], want[k], M[k], c, anx_desc_plain_count(l, slot[k]), shape, ndim);
+        }
     }
-    float *M[2];
-    double c = magnitudes(l, dir, in, M, threads);
-    anx_slot slot[2] = {dir == ANX_FWD ? ANX_DST : dir == ANX_BWD_DATA ? ANX_SRC : ANX_WEIGHTS, ANX_BIAS};
-    for (int k = 0; k < 2 && want[k]; k++) {
-        int64_t shape[4];
-        int ndim = v_slot_shape(l, slot[k], shape);
-        judge(r[k], got[k], want[k], M[k], c, anx_desc_plain_count(l, slot[k]), shape, ndim);
-        free(want[k]), free(M[k]);
-    }
+    if (hit || (cache && !v_cache_keep_answer(cache, key, want, M, c))) return; /* the cache owns them */
+    for (int k = 0; k < 2; k++) free(want[k]), free(M[k]);
 }
 
 /* Adam's float32 rounding against ref64's Adam on the same inputs (v_adam_bounds with exact

@@ -110,7 +110,7 @@ static void keep(vref64 *r, const vgold *g, const char *key, double *val, size_t
     snprintf(t->key, sizeof t->key, "%s", key);
     t->val = val, t->count = n, t->ndim = ndim;
     for (int d = 0; d < ndim && d < 4; d++) t->shape[d] = shape[d];
-    t->layer = layer, t->dir = dir;
+    v_copy_str(t->layer, sizeof t->layer, layer), v_copy_str(t->dir, sizeof t->dir, dir);
     t->diff_max = dmax, t->diff_sum = dsum;
 }
 
@@ -679,6 +679,7 @@ typedef struct anchor_call {
     anx_verify_report *rep;
     const vref64 *r;
     const vgold *g;
+    const char *layer;
 } anchor_call;
 
 static void anchor_body(void *arg)
@@ -689,6 +690,7 @@ static void anchor_body(void *arg)
     const vgold *g = c->g;
     for (int i = 0; i < r->count; i++) {
         const vref64_tensor *t = &r->t[i];
+        if (c->layer && strcmp(t->layer, c->layer)) continue; /* --layer: the digests of the others cost seconds */
         anx_verify_row *row = v_row(rep, g, "ref64", "golden", t->layer, t->dir, t->key);
         snprintf(row->impl, sizeof row->impl, "ref64 (D = %.2g)", t->diff_max);
         row->ndim = t->ndim;
@@ -717,8 +719,8 @@ static void anchor_body(void *arg)
     }
 }
 
-int vref64_anchor(anx_verify_report *rep, const vref64 *r, const vgold *g, char *err, size_t errlen)
+int vref64_anchor(anx_verify_report *rep, const vref64 *r, const vgold *g, const char *layer, char *err, size_t errlen)
 {
-    anchor_call c = {rep, r, g};
+    anchor_call c = {rep, r, g, layer};
     return v_guarded(anchor_body, &c, err, errlen);
 }

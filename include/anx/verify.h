@@ -74,7 +74,16 @@ typedef struct anx_verify_opts {
        tests that run thousands of single-layer checks on files that store their inputs whole
        (test_golden_mutants).  anx verify always runs it. */
     int skip_ref64;
+    /* NULL, or what calls in one process may share (anx_verify_cache_new): ref64's float64 replay
+       of a golden run and ref64's answers to isolated checks, reused when their inputs are the
+       same (core/verify_cache.c says why a hit is exact).  For tests that verify many mutants of
+       one golden run; it holds what it keeps (GBs) until anx_verify_cache_free. */
+    struct anx_verify_cache *cache;
 } anx_verify_opts;
+
+typedef struct anx_verify_cache anx_verify_cache;
+anx_verify_cache *anx_verify_cache_new(void); /* NULL when out of memory */
+void anx_verify_cache_free(anx_verify_cache *c);
 
 /* What the CI gate asks of a report beyond "no row FAILED" (anx verify --require, --strict). */
 typedef struct anx_verify_gate {

@@ -51,7 +51,10 @@ static void plant(float *x, size_t n, uint64_t sub)
     for (size_t k = 0; k < n; k++) maxabs = fmax(maxabs, fabs(x[k]));
     g_hit.before = x[i];
     if (g_spec.kind == MUTANT_BIAS_SIGN) x[i] = -x[i];
-    else x[i] += (float)(x[i] > 0 ? MUTANT_REL * maxabs : -MUTANT_REL * maxabs);
+    else {
+        double rel = g_spec.rel > 0 ? g_spec.rel : MUTANT_REL;
+        x[i] += (float)(x[i] > 0 ? rel * maxabs : -rel * maxabs);
+    }
     g_hit.after = x[i];
     g_hit.index = i;
     g_hit.calls++;

@@ -35,6 +35,7 @@ typedef struct mutant_spec {
     int state;        /* Adam: 0 param, 1 exp_avg, 2 exp_avg_sq */
     int64_t step;     /* the step whose call is changed (1-based); 0: every call */
     uint64_t seed;    /* the index is drawn from it */
+    double rel;       /* MUTANT_ELEM: the change / max |x|; 0: MUTANT_REL (smaller ones measure the gate) */
 } mutant_spec;
 
 /* What the mutant did: how many calls it changed, and the last change. */

@@ -17,7 +17,7 @@
  * A control (the wrapper with no bug) must pass, so the harness cannot fail everything.
  *
  *   test_golden_mutants [--seed S] [--sample N] [--backend B] [--mode isolated|chained|all]
- *                       [--part K/N] [--only PATTERN] [--known FILE] [--list]
+ *                       [--part K/N] [--only PATTERN] [--known FILE] [--rel R] [--list]
  * The seed (default: $ANX_SWEEP_SEED, else the clock) draws the sample and every index; it is
  * printed with the command that reruns the same mutants.  Exit 0, 1 (a mutant survived or the
  * harness failed), 2 bad arguments, 77 when no backend of the build can run here.
@@ -56,7 +56,8 @@ static struct {
     uint64_t seed;
     int sample, list, part_k, part_n;
     const char *backend, *mode, *only, *known;
-} g_opt = {0, 0, 0, 0, 0, "all", "all", NULL, NULL};
+    double rel; /* --rel: element changes of this fraction of max |x| (0: MUTANT_REL) */
+} g_opt = {0, 0, 0, 0, 0, "all", "all", NULL, NULL, 0};
 
 static mutant g_mut[MAX_MUTANTS];
 static int g_count;
@@ -209,6 +210,10 @@ static int is_known(const char *id)
     return 0;
 }
 
+/* Shared by every run: ref64's answers to isolated checks depend only on the golden inputs, the
+ * same for every mutant and backend (core/verify_cache.c), so each is computed once. */
+static anx_verify_cache *g_cache;
+
 typedef enum { CAUGHT, SURVIVED, KNOWN_SURVIVOR, NOT_PLANTED, HARNESS } outcome;
 
 /* Runs the gate on one mutant (or, control != 0, the wrapper without its bug). */
@@ -219,10 +224,11 @@ static outcome run_one(const mutant *mu, int control, char *detail, size_t cap)
     mutant_spec s = mu->spec;
     if (control) snprintf(s.layer, sizeof s.layer, "%s", "-"), s.kind = MUTANT_ELEM;
     s.seed = g_opt.seed ^ anx_rng_key(0, mu->id, 0);
+    s.rel = g_opt.rel;
     anx_backend mb;
     mutant_make(&mb, mu->be, &m, &s);
     const anx_backend *list[2] = {&mb, NULL};
-    anx_verify_opts o = {mb.name, mu->only_layer, mu->mode, THREADS, NULL, list, 1};
+    anx_verify_opts o = {mb.name, mu->only_layer, mu->mode, THREADS, NULL, list, 1, g_cache};
     anx_verify_report rep = {0};
     char err[200];
     if (anx_verify_golden(&rep, mu->file, &o, err, sizeof err)) {
@@ -263,12 +269,13 @@ static int load_known(const char *path)
 static int usage(FILE *out, int rc)
 {
     fprintf(out, "usage: test_golden_mutants [--seed S] [--sample N] [--backend B] [--mode isolated|chained|all]\n"
-                 "                           [--part K/N] [--only PATTERN] [--known FILE] [--list]\n"
+                 "                           [--part K/N] [--only PATTERN] [--known FILE] [--rel R] [--list]\n"
                  "  Wraps every backend of the build in mutants that each plant one bug and checks that the golden\n"
                  "  gate fails naming the mutated layer and tensor (tests/golden/test_golden_mutants.c says which).\n"
                  "  --sample N: N mutants drawn with the seed (default: all); --part K/N: every N-th from the K-th;\n"
                  "  --only: fnmatch pattern of mutant ids;\n"
-                 "  --known FILE: patterns of today's known survivors (reported, not failed); --list: ids only.\n"
+                 "  --known FILE: patterns of today's known survivors (reported, not failed); --list: ids only;\n"
+                 "  --rel R: element changes of R x max |x| instead of 1e-3 (smaller: how small a change is caught).\n"
                  "  Seed: --seed, else $ANX_SWEEP_SEED, else the clock; printed.  Exit 0, 1, 2 bad arguments, 77 no\n"
                  "  backend can run here.\n");
     return rc;
@@ -296,6 +303,12 @@ static int parse(int argc, char **argv)
                 return fprintf(stderr, "test_golden_mutants: --part %s: not K/N with 1 <= K <= N\n", v), 2;
         }
         else if (!strcmp(a, "--known")) g_opt.known = v;
+        else if (!strcmp(a, "--rel")) {
+            char *end;
+            g_opt.rel = strtod(v, &end);
+            if (*end || !(g_opt.rel > 0 && g_opt.rel < 1))
+                return fprintf(stderr, "test_golden_mutants: --rel %s: not a fraction in (0, 1)\n", v), 2;
+        }
         else return fprintf(stderr, "test_golden_mutants: unknown argument: %s (see --help)\n", a), 2;
         i++;
     }
@@ -364,6 +377,7 @@ int main(int argc, char **argv)
     if (strcmp(g_opt.backend, "all")) k += snprintf(rerun + k, sizeof rerun - (size_t)k, " --backend %s", g_opt.backend);
     if (strcmp(g_opt.mode, "all")) k += snprintf(rerun + k, sizeof rerun - (size_t)k, " --mode %s", g_opt.mode);
     if (g_opt.only) k += snprintf(rerun + k, sizeof rerun - (size_t)k, " --only '%s'", g_opt.only);
+    if (g_opt.rel > 0) k += snprintf(rerun + k, sizeof rerun - (size_t)k, " --rel %g", g_opt.rel);
     if (g_opt.known) snprintf(rerun + k, sizeof rerun - (size_t)k, " --known %s", g_opt.known);
     printf("test_golden_mutants: seed %llu: %d of %d mutants; rerun: %s\n", (unsigned long long)g_opt.seed, g_count,
            total, rerun);
@@ -374,6 +388,8 @@ int main(int argc, char **argv)
     static const char *const names[] = {"caught", "SURVIVED", "survived (known, issue #15)", "not planted", "HARNESS"};
     int counts[5] = {0};
     char detail[256];
+    g_cache = anx_verify_cache_new();
+    if (!g_cache) return fprintf(stderr, "test_golden_mutants: out of memory\n"), 1;
     /* a control per mode first: the wrapper without a bug passes (its code is the same for every
        backend, and golden_verify_<backend> runs each one unwrapped) */
     for (int i = 0; i < g_count; i++) {
@@ -393,5 +409,6 @@ int main(int argc, char **argv)
     printf("test_golden_mutants: seed %llu: %d caught, %d SURVIVED, %d known survivors, %d not planted, %d harness errors\n",
            (unsigned long long)g_opt.seed, counts[CAUGHT], counts[SURVIVED], counts[KNOWN_SURVIVOR], counts[NOT_PLANTED],
            counts[HARNESS]);
+    anx_verify_cache_free(g_cache);
     return tu_finish("test_golden_mutants");
 }

@@ -112,7 +112,7 @@ static void test_compare_rules(void)
 static void test_bad_input(void)
 {
     anx_verify_report rep = {0};
-    anx_verify_opts o = {TU_REF, NULL, "all", 1, NULL, NULL, 1};
+    anx_verify_opts o = {TU_REF, NULL, "all", 1, NULL, NULL, 1, NULL};
     char err[512] = "";
     TU_CHECK(anx_verify_golden(&rep, "/nonexistent/golden.safetensors", &o, err, sizeof err) == 2);
     TU_CHECKF(strstr(err, "/nonexistent/golden.safetensors") != NULL, "err '%s'", err);
@@ -147,7 +147,7 @@ static void test_gate(void)
     anx_backend fake = {0};
     fake.name = "fake", fake.unavailable = cannot_run;
     const anx_backend *list[2] = {&fake, NULL};
-    anx_verify_opts o = {"fake", "ReLU-2", "isolated", 1, NULL, list, 1};
+    anx_verify_opts o = {"fake", "ReLU-2", "isolated", 1, NULL, list, 1, NULL};
     anx_verify_report rep = {0};
     char err[512] = "";
     TU_CHECKF(anx_verify_golden(&rep, GOLDEN, &o, err, sizeof err) == 0, "%s", err);

@@ -46,7 +46,7 @@ static int anchor_one(const vref64_tensor *t, const vgold *g, char *why, size_t 
     vref64 one = {.t = (vref64_tensor *)t, .count = 1, .cap = 1};
     anx_verify_report rep = {0};
     char oom[160];
-    int ok = vref64_anchor(&rep, &one, g, oom, sizeof oom) == 0 && rep.count == 1 && rep.rows[0].verdict != ANX_FAILED;
+    int ok = vref64_anchor(&rep, &one, g, NULL, oom, sizeof oom) == 0 && rep.count == 1 && rep.rows[0].verdict != ANX_FAILED;
     if (why) snprintf(why, whylen, "%s", rep.count ? rep.rows[0].reason : "no row");
     anx_verify_report_free(&rep);
     return ok;
@@ -152,7 +152,7 @@ static void run_file(const char *path, famstat *fs, int measure)
     }
     printf("%s: vref64_run %.1f s, %d tensors kept, %d ambiguous gates/windows\n", g.base, r.seconds, r.count, r.ambiguous);
     anx_verify_report rep = {0};
-    rc = vref64_anchor(&rep, &r, &g, err, sizeof err);
+    rc = vref64_anchor(&rep, &r, &g, NULL, err, sizeof err);
     TU_CHECKF(rc == 0, "%s: %s", g.base, err);
     TU_CHECKF(rep.count == r.count && r.count > 0, "%s: %d rows for %d tensors", g.base, rep.count, r.count);
     for (int i = 0; i < rep.count; i++) {
