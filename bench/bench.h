@@ -39,10 +39,13 @@ const anx_machine *anx_machine_measure(int threads);
 /* The measured machine; NULL before anx_machine_measure. */
 const anx_machine *anx_machine_get(void);
 
-/* The ISA whose FMA peak a backend's peak% is taken against: its entry's peak_isa, where
+/* The ISA whose FMA peak a backend's peak% is taken against: anx_bench_peak_isa, where
  * ANX_PEAK_BEST (a library that dispatches; plain C, judged by what the machine could do) is the
  * best the CPU has.  Returns -1 when the CPU lacks it (or has none of them). */
 int anx_bench_isa_of(const anx_backend *be);
+/* The entry's peak_isa, or what its peak_isa_here() says the library runs here (a JIT target
+ * chosen at run time): what anx_bench_isa_of goes by (the roles in the context keep peak_isa). */
+anx_peak_isa anx_bench_peak_isa(const anx_backend *be);
 
 /* Registration of the benchmark families; each registers one benchmark per row. */
 int anx_bench_backend_selected(const anx_bench_config *cfg, const anx_backend *be);

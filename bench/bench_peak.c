@@ -172,12 +172,20 @@ const anx_machine *anx_machine_get(void)
     return g_measured ? &g_machine : NULL;
 }
 
+anx_peak_isa anx_bench_peak_isa(const anx_backend *be)
+{
+    if (!be) return ANX_PEAK_BEST;
+    const int here = be->peak_isa_here && !(be->unavailable && be->unavailable());
+    return here ? be->peak_isa_here() : be->peak_isa;
+}
+
 int anx_bench_isa_of(const anx_backend *be)
 {
     const anx_machine *m = anx_machine_get();
     if (!m) return -1;
-    if (be && be->peak_isa == ANX_PEAK_AVX2) return m->has[ANX_ISA_AVX2] ? ANX_ISA_AVX2 : -1;
-    if (be && be->peak_isa == ANX_PEAK_AVX512) return m->has[ANX_ISA_AVX512] ? ANX_ISA_AVX512 : -1;
+    const anx_peak_isa p = anx_bench_peak_isa(be);
+    if (p == ANX_PEAK_AVX2) return m->has[ANX_ISA_AVX2] ? ANX_ISA_AVX2 : -1;
+    if (p == ANX_PEAK_AVX512) return m->has[ANX_ISA_AVX512] ? ANX_ISA_AVX512 : -1;
     for (int i = ANX_ISA_COUNT - 1; i >= 0; i--)
         if (m->has[i]) return i;
     return -1;

@@ -115,6 +115,10 @@ typedef struct anx_backend {
     /* The library under the backend as it runs here, for the benchmark context
        (anx_backend_libraries): "LIBXSMM 1.17, JIT target cpx".  Optional (NULL: none to name). */
     const char *(*library)(void);
+    /* The ISA its library runs here when that is chosen at run time (LIBXSMM_TARGET=hsw: AVX2
+       code on an AVX-512 CPU): anx-bench judges its peak% against this instead of peak_isa.
+       Optional (NULL: peak_isa). */
+    anx_peak_isa (*peak_isa_here)(void);
 } anx_backend;
 
 /* The implementation name of kernel fn for impl_name tables: its C symbol as a string, which only
