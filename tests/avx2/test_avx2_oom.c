@@ -10,8 +10,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#define AX_PORTABLE /* only the declarations: the kernels were compiled with -mavx2 -mfma */
-#include "fast/avx2/avx2.h"
+#define SV_PORTABLE 1 /* only the declarations: the kernels were compiled with -mavx2 -mfma */
+#include "fast/simd/isa_avx2.h"
 #include "spawn.h"
 #include "testutil.h"
 
@@ -20,7 +20,7 @@
 static int child(void)
 {
     /* oc 8192 x ic 8192 x 3 x 3 floats of repacked weights: 2.4 GB */
-    const ax_conv cv = {1, 8192, 3, 3, 8192, 1, 1, 3, 3, 1, 0};
+    const sv_conv cv = {1, 8192, 3, 3, 8192, 1, 1, 3, 3, 1, 0};
     anx_status st = anx_f32_conv2d_fwd__avx2_3x32(NULL, NULL, NULL, NULL, &cv, 1);
     if (st) {
         fprintf(stderr, "anx: %s\n", st);
