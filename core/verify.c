@@ -25,6 +25,7 @@ int anx_verify_failed(const anx_verify_report *rep)
 void anx_verify_report_free(anx_verify_report *rep)
 {
     free(rep->rows);
+    free(rep->drift);
     free(rep->goldens);
     memset(rep, 0, sizeof *rep);
 }

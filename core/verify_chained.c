@@ -5,6 +5,8 @@
  * the whole history: every element of every out.*, grad_out.*, grad.*, the loss, and of the
  * parameters and both Adam moments after every update (ref64's Adam from the backend's state
  * before it).  A wrong kernel fails at the layer it computes, whatever came before.
+ * Where the golden file stores a row's tensor, the backend's drift from it is kept beside the
+ * rows as information (verify_drift.c).
  * Keys: the one-step files use the golden keys; with several steps every per-step row is
  * "step<t>.<key>", and the state after the last update keeps the plain key.
  */
@@ -101,6 +103,10 @@ static void judge(chain *c, int t, const anx_layer_desc *l, anx_dir dir, const c
         snprintf(r[k]->impl, sizeof r[k]->impl, "%s", v_impl_of(c->be, NULL, l, dir));
     }
     v_judge_exec(r, l, dir, in, got, c->o->threads, NULL); /* inputs are the backend's own */
+    for (int k = 0; k < nrow; k++) {
+        step_key(key, sizeof key, c->g, t, keys[k]);
+        v_drift(c->rep, c->g, c->be->name, t, key, got[k]);
+    }
 }
 
 /* The inputs of layer i as the backend's layer had them in this step (dir: which of them). */
@@ -198,7 +204,12 @@ static void step_adam(chain *c, int t, const stepbuf *s)
         int ndim = v_slot_shape(&m->layers[pi->layer], pi->slot, shape);
         v_judge_adam(r, s->W[p], s->grad[p], before[p][0], before[p][1], (const float *const *)after, pi->count, &c->g->hp,
                      t, shape, ndim);
-        for (int k = 0; k < 3; k++) free(after[k]);
+        for (int k = 0; k < 3; k++) {
+            if (t < c->g->steps) snprintf(key, sizeof key, "step%d.%s%s", t, pre[k], pi->name);
+            else snprintf(key, sizeof key, "%s%s", pre[k], pi->name);
+            v_drift(c->rep, c->g, c->be->name, t, key, after[k]);
+            free(after[k]);
+        }
     }
     for (int p = 0; p < ANX_NUM_PARAMS; p++) free(before[p][0]), free(before[p][1]);
 }

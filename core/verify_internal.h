@@ -174,6 +174,10 @@ const vref64_tensor *vref64_get(const vref64 *r, const char *key);
 int vref64_anchor(anx_verify_report *rep, const vref64 *r, const vgold *g, const char *layer, char *err,
                   size_t errlen); /* layer: only the tensors it made (NULL: all).  0 or -1 (OOM) */
 
+/* verify_drift.c: the drift of a chained tensor got (whole, plain) of backend at step t from the
+ * golden tensor key, appended to rep->drift when the golden file stores key (whole or sampled). */
+void v_drift(anx_verify_report *rep, const vgold *g, const char *backend, int step, const char *key, const float *got);
+
 /* verify_cache.c: anx_verify_opts.cache (what it may reuse, and why a hit is exact: there). */
 /* ref64's replay of g's run when the cache holds it, else NULL (c may be NULL) */
 const vref64 *v_cache_run(anx_verify_cache *c, const vgold *g);

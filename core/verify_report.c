@@ -63,6 +63,51 @@ static void print_summary(const anx_verify_report *rep, FILE *out)
             counts[ANX_FAILED], counts[ANX_MISTRUSTED], counts[ANX_SKIPPED]);
 }
 
+/* The largest drift rel of (golden, backend, step) over its tensors, with how many; -1 for none. */
+static double step_max(const anx_verify_report *rep, const anx_verify_drift *of, int step, int *n)
+{
+    double mx = -1;
+    *n = 0;
+    for (int i = 0; i < rep->ndrift; i++) {
+        const anx_verify_drift *d = &rep->drift[i];
+        if (d->step != step || strcmp(d->backend, of->backend) || strcmp(d->golden, of->golden)) continue;
+        mx = fmax(mx, d->rel), (*n)++;
+    }
+    return mx;
+}
+
+/* The drift section: every line starts with "-- drift" (not a row: the table's rows keep their
+ * format), one per tensor, then one per (golden, backend, step) with its largest rel. */
+static void print_drift(const anx_verify_report *rep, FILE *out)
+{
+    if (!rep->ndrift) return;
+    fprintf(out, "-- drift of the chained runs from the golden data (PyTorch float64; information, not a verdict)\n");
+    fprintf(out, "-- drift %-8s %-4s %-36s %9s %10s %10s %10s %8s\n", "backend", "step", "tensor", "compared", "max_abs",
+            "rel_max", "nmse", "growth");
+    for (int i = 0; i < rep->ndrift; i++) {
+        const anx_verify_drift *d = &rep->drift[i];
+        char cnt[24], gr[16];
+        snprintf(cnt, sizeof cnt, "%zu%s", d->count, d->sampled ? "s" : "");
+        if (d->growth > 0) snprintf(gr, sizeof gr, "%.3gx", d->growth);
+        else snprintf(gr, sizeof gr, "-");
+        fprintf(out, "-- drift %-8s %-4d %-36s %9s %10.3g %10.3g %10.3g %8s\n", d->backend, d->step, d->tensor, cnt,
+                d->max_abs, d->rel, d->nmse, gr);
+    }
+    for (int i = 0; i < rep->ndrift; i++) { /* once per (golden, backend, step), at its first tensor */
+        const anx_verify_drift *d = &rep->drift[i];
+        int first = 1;
+        for (int j = 0; j < i && first; j++)
+            first = !(rep->drift[j].step == d->step && !strcmp(rep->drift[j].backend, d->backend) &&
+                      !strcmp(rep->drift[j].golden, d->golden));
+        if (!first) continue;
+        int n, np;
+        double mx = step_max(rep, d, d->step, &n), prev = step_max(rep, d, d->step - 1, &np);
+        fprintf(out, "-- drift %s %s step %d: largest rel_max %.3g over %d tensors", d->backend, d->golden, d->step, mx, n);
+        if (prev > 0) fprintf(out, " (%.3gx step %d's %.3g)", mx / prev, d->step - 1, prev);
+        fprintf(out, "\n");
+    }
+}
+
 void anx_verify_print(const anx_verify_report *rep, FILE *out)
 {
     for (int i = 0; i < rep->ngoldens; i++) {
@@ -98,6 +143,7 @@ void anx_verify_print(const anx_verify_report *rep, FILE *out)
         }
         print_repro(out, rep, r);
     }
+    print_drift(rep, out);
     print_summary(rep, out);
 }
 
@@ -182,6 +228,23 @@ int anx_verify_write_json(const anx_verify_report *rep, const char *path, int ex
         count_verdicts(rep, names[b], c);
         cJSON *o = cJSON_AddObjectToObject(per, names[b]);
         for (int v = 0; v < 4; v++) cJSON_AddNumberToObject(o, anx_verdict_name((anx_verdict)v), c[v]);
+    }
+    cJSON *drift = cJSON_AddArrayToObject(root, "drift"); /* information, not a verdict */
+    for (int i = 0; i < rep->ndrift; i++) {
+        const anx_verify_drift *d = &rep->drift[i];
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "golden", d->golden);
+        cJSON_AddStringToObject(o, "backend", d->backend);
+        cJSON_AddNumberToObject(o, "step", d->step);
+        cJSON_AddStringToObject(o, "tensor", d->tensor);
+        cJSON_AddStringToObject(o, "base", d->base);
+        cJSON_AddNumberToObject(o, "count", (double)d->count);
+        cJSON_AddBoolToObject(o, "sampled", d->sampled);
+        cJSON_AddItemToObject(o, "max_abs", num(d->max_abs));
+        cJSON_AddItemToObject(o, "rel_max", num(d->rel));
+        cJSON_AddItemToObject(o, "nmse", num(d->nmse));
+        cJSON_AddItemToObject(o, "growth", d->growth > 0 ? num(d->growth) : cJSON_CreateNull());
+        cJSON_AddItemToArray(drift, o);
     }
     cJSON_AddNumberToObject(root, "exit_status", exit_status);
     char *text = cJSON_Print(root);

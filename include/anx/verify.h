@@ -53,11 +53,31 @@ typedef struct anx_verify_golden_info {
     int in_dim, n_class, batch, input_hw, steps;
 } anx_verify_golden_info;
 
+/* How far a backend's chained run has drifted from the golden data (PyTorch float64, stored as
+ * float32 samples or whole): information, never a verdict (the rows judge each layer against
+ * ref64 on the backend's own inputs; drift is what the float32 history adds up to). */
+typedef struct anx_verify_drift {
+    char golden[64];
+    char backend[16];
+    char tensor[64];    /* the golden key: "step2.grad.conv.0.weight", "out.Conv2d-1", "loss" */
+    char base[64];      /* the key without "step<t>.": the same tensor across steps */
+    int step;           /* 1..steps; the state after the last update has the last step */
+    size_t count;       /* elements compared: all, or the stored sample */
+    int sampled;        /* 1 when count is the stored sample */
+    double max_abs;     /* max |got - golden| */
+    double rel;         /* max_abs / max |golden| (0 when the golden is all zeros) */
+    double nmse;        /* sum (got - golden)^2 / sum golden^2 */
+    double growth;      /* rel / rel of base at step - 1 of the same backend; 0 when there is none
+                           or it was 0 (exact) */
+} anx_verify_drift;
+
 typedef struct anx_verify_report {
     anx_verify_row *rows;
     int count, cap;
     anx_verify_golden_info *goldens;
     int ngoldens;
+    anx_verify_drift *drift; /* chained mode: one per golden tensor, step and backend */
+    int ndrift, drift_cap;
 } anx_verify_report;
 
 typedef struct anx_verify_opts {

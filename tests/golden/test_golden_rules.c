@@ -175,7 +175,7 @@ static void test_gate(void)
 
     /* hand-made rows: strict fails on MISTRUSTED anywhere, on SKIPPED rows of a required backend */
     anx_verify_row rows[4];
-    anx_verify_report r2 = {rows, 0, 4, NULL, 0};
+    anx_verify_report r2 = {rows, 0, 4, NULL, 0, NULL, 0, 0};
     add_row(&r2, "a", "Conv2d-1", ANX_PASSED);
     add_row(&r2, "a", "Conv2d-4", ANX_SKIPPED);
     add_row(&r2, "b", "Conv2d-1", ANX_PASSED);
