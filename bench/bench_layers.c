@@ -1,6 +1,7 @@
 /* One benchmark per layer x direction x backend x batch, named like
- * conv2d_fwd/conv2/avx2/batch:32, driven from the model's own descriptors (anx_model_init), so
- * the shapes timed here are the shapes trained.  Each times exactly one exec[op][dir] call of
+ * conv2d_fwd/conv2/avx2/batch:32 (and <backend>_bare in place of the backend for the library's own
+ * call alone, where the backend has a library_exec), driven from the model's own descriptors
+ * (anx_model_init), so the shapes timed here are the shapes trained.  Each times exactly one exec[op][dir] call of
  * the backend on buffers in its own layout; a (layer, dir) the backend declines is skipped
  * with its reason, never timed as something else. */
 #include <math.h>
@@ -13,13 +14,15 @@
 #include "bench.h"
 #include "hw_counters.h"
 
-enum { MAX_BACKENDS = 8, MAX_CASES = MAX_BACKENDS * ANX_BENCH_MAX_BATCHES * 3 * (ANX_NUM_LAYERS + 1) };
+/* every backend's rows, and a second set for one with library_exec */
+enum { MAX_BACKENDS = 8, MAX_CASES = 2 * MAX_BACKENDS * ANX_BENCH_MAX_BATCHES * 3 * (ANX_NUM_LAYERS + 1) };
 
 typedef struct layer_case {
     const anx_backend *be;
     anx_layer_desc l; /* at this case's batch */
     anx_dir dir;
     int threads;
+    int bare; /* the backend's library_exec instead of exec: the library's call alone */
 } layer_case;
 
 static layer_case g_cases[MAX_CASES];
@@ -209,11 +212,19 @@ static void bm_layer(anx_gb_state *st, void *arg)
         anx_gb_skip(st, f->broken);
         return;
     }
-    anx_exec_fn exec = c->be->exec[c->l.op][c->dir];
+    anx_exec_fn exec = c->bare ? c->be->library_exec[c->l.op][c->dir] : c->be->exec[c->l.op][c->dir];
+    if (c->bare) { /* one whole call first: what anx adds around the library's (bias, layout copies) is done */
+        anx_status ran = c->be->exec[c->l.op][c->dir](f->ctx, &f->l, &f->args);
+        if (ran) {
+            snprintf(msg, sizeof msg, "failed: %s %s of %.23s: %s", c->be->name, anx_dir_name(c->dir), f->l.name, ran);
+            anx_gb_skip(st, msg);
+            return;
+        }
+    }
     int isa = anx_bench_isa_of(c->be);
     const char *impl = c->be->impl_name ? c->be->impl_name(f->ctx, &f->l, c->dir) : NULL;
-    snprintf(msg, sizeof msg, "%s peak:%s threads:%d", impl ? impl : c->be->name,
-             isa >= 0 ? anx_isa_name((anx_isa)isa) : "none", c->threads);
+    snprintf(msg, sizeof msg, "%s%s peak:%s threads:%d", c->bare ? "the library's call alone of " : "",
+             impl ? impl : c->be->name, isa >= 0 ? anx_isa_name((anx_isa)isa) : "none", c->threads);
     anx_gb_label(st, msg);
 
     anx_hw_counters hw; /* cycles, instructions, cache misses where the machine lets us count */
@@ -252,14 +263,15 @@ static void bm_layer(anx_gb_state *st, void *arg)
     if (m && m->triad_bytes > 0) anx_gb_counter(st, "bw%", 100.0 * bytes / m->triad_bytes, ANX_GB_RATE_PER_ITER);
 }
 
-static void register_layer(const anx_backend *be, const anx_layer_desc *l, anx_dir dir, int threads)
+/* <op>_<dir>/<tag>/<backend>/batch:<n>, and <backend>_bare for its library_exec */
+static void register_layer(const anx_backend *be, const anx_layer_desc *l, anx_dir dir, int threads, int bare)
 {
     if (g_ncases == MAX_CASES) return;
     layer_case *c = &g_cases[g_ncases++];
-    *c = (layer_case){be, *l, dir, threads};
+    *c = (layer_case){be, *l, dir, threads, bare};
     char name[128];
-    snprintf(name, sizeof name, "%s_%s/%s/%s/batch:%d", anx_op_name(l->op), anx_dir_name(dir), l->tag,
-             be->name, l->n);
+    snprintf(name, sizeof name, "%s_%s/%s/%s%s/batch:%d", anx_op_name(l->op), anx_dir_name(dir), l->tag,
+             be->name, bare ? "_bare" : "", l->n);
     anx_gb_bench *b = anx_gb_register(name, bm_layer, c);
     anx_gb_use_real_time(b);
     anx_gb_time_unit(b, ANX_GB_MS);
@@ -284,7 +296,10 @@ void anx_bench_register_layers(const anx_bench_config *cfg)
             for (int i = 0; i <= ANX_NUM_LAYERS; i++) {
                 const anx_layer_desc *l = i < ANX_NUM_LAYERS ? &m.layers[i] : &m.loss;
                 int ndir = anx_desc_has_weights(l) ? ANX_DIR_COUNT : ANX_BWD_WEIGHTS;
-                for (int d = 0; d < ndir; d++) register_layer(be, l, (anx_dir)d, cfg->threads);
+                for (int d = 0; d < ndir; d++) {
+                    register_layer(be, l, (anx_dir)d, cfg->threads, 0);
+                    if (be->library_exec[l->op][d]) register_layer(be, l, (anx_dir)d, cfg->threads, 1);
+                }
             }
         }
     }

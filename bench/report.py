@@ -247,12 +247,15 @@ def default_baselines(ctx, order):
 
 def ratio_columns(order, baselines):
     """(backend, baseline) pairs: every backend against each baseline present, except the
-    baselines before it in the list (ref vs onednn would repeat onednn vs ref)."""
+    baselines before it in the list (ref vs onednn would repeat onednn vs ref); then each backend
+    against its `<backend>_bare` rows (the library's own call alone: what the backend adds to it),
+    which are compared with nothing else."""
+    bare = [b for b in order if b.endswith("_bare") and b[:-len("_bare")] in order]
     cols = []
     for i, base in enumerate(baselines):
         if base in order:
-            cols += [(b, base) for b in order if b != base and b not in baselines[:i]]
-    return cols
+            cols += [(b, base) for b in order if b != base and b not in baselines[:i] and b not in bare]
+    return cols + [(b[:-len("_bare")], b) for b in bare]
 
 
 # the fingerprint anx-bench writes into its context (bench/fingerprint.c), in header order

@@ -100,14 +100,17 @@ static size_t xs_tensor_floats(const anx_layer_desc *l, anx_slot slot)
 typedef struct xs_geom {
     int n, c, h, w;        /* activations */
     int k, ci, r, s;       /* weights: conv [k, ci, r, s]; linear [k, ci*r*s] as [k, ci', 1, 1] */
+    int b, bo, bi;         /* the channel blocks of c, k and ci: asked once, not per element */
 } xs_geom;
 
 static size_t act_off_plain(const xs_geom *g, size_t i)
 {
     const size_t hw = (size_t)g->h * (size_t)g->w, chw = (size_t)g->c * hw;
     const int n = (int)(i / chw), c = (int)(i % chw / hw), y = (int)(i % hw / (size_t)g->w), x = (int)(i % (size_t)g->w);
-    if (hw == 1) return anx_xsmm_act2_off(g->n, g->c, n, c);
-    return anx_xsmm_act4_off(g->c, g->h, g->w, n, c, y, x);
+    const size_t B = (size_t)g->b, cb = (size_t)c / B, cr = (size_t)c % B;
+    if (hw == 1) return (cb * (size_t)g->n + (size_t)n) * B + cr; /* anx_xsmm_act2_off */
+    return ((((size_t)n * ((size_t)g->c / B) + cb) * (size_t)g->h + (size_t)y) * (size_t)g->w + (size_t)x) * B +
+           cr; /* anx_xsmm_act4_off */
 }
 
 /* conv weights [K/Bo][C/Bi][R][S][Bi][Bo]; linear weights [K/Bo][C'/Bi][Bi][Bo] (r = s = 1) */
@@ -115,7 +118,7 @@ static size_t wei_off_plain(const xs_geom *g, size_t i)
 {
     const size_t rs = (size_t)g->r * (size_t)g->s, crs = (size_t)g->ci * rs;
     const int k = (int)(i / crs), c = (int)(i % crs / rs), r = (int)(i % rs / (size_t)g->s), s = (int)(i % (size_t)g->s);
-    const int Bo = anx_xsmm_blk(g->k), Bi = anx_xsmm_blk(g->ci);
+    const int Bo = g->bo, Bi = g->bi;
     return (((((size_t)(k / Bo) * (size_t)(g->ci / Bi) + (size_t)(c / Bi)) * (size_t)g->r + (size_t)r) * (size_t)g->s +
              (size_t)s) * (size_t)Bi + (size_t)(c % Bi)) * (size_t)Bo + (size_t)(k % Bo);
 }
@@ -127,6 +130,8 @@ static void geom_of(const anx_layer_desc *l, anx_slot slot, xs_geom *g)
     else if (slot == ANX_DST) g->n = l->n, g->c = l->oc, g->h = l->oh, g->w = l->ow;
     else if (l->op == ANX_OP_CONV2D) g->k = l->oc, g->ci = l->ic, g->r = l->kh, g->s = l->kw;
     else g->k = l->oc, g->ci = l->ic * l->ih * l->iw, g->r = g->s = 1;
+    g->b = g->c ? anx_xsmm_blk(g->c) : 1;
+    g->bo = g->k ? anx_xsmm_blk(g->k) : 1, g->bi = g->ci ? anx_xsmm_blk(g->ci) : 1;
 }
 
 static void xs_convert(const anx_layer_desc *l, anx_slot slot, float *out, const float *in, int import)
@@ -475,4 +480,11 @@ const anx_backend anx_backend_libxsmm = {
     .bits_vary_with_threads = 1,
     .library = xs_library,
     .peak_isa_here = xs_peak_isa_here,
+    /* LIBXSMM's execute_st alone in the same OpenMP region (no bias, flatten, NaN rule, checks) */
+    .library_exec =
+        {
+            [ANX_OP_CONV2D] = {anx_xsmm_conv2d_fwd_bare, anx_xsmm_conv2d_bwd_data_bare, anx_xsmm_conv2d_bwd_weights_bare},
+            [ANX_OP_MAXPOOL] = {anx_xsmm_maxpool_fwd_bare, anx_xsmm_maxpool_bwd_data_bare, NULL},
+            [ANX_OP_LINEAR] = {anx_xsmm_linear_fwd_bare, anx_xsmm_linear_bwd_data_bare, anx_xsmm_linear_bwd_weights_bare},
+        },
 };

@@ -137,18 +137,36 @@ static void bias_grad(const xs_job *j, int tid, int nthr)
     }
 }
 
+/* Points the handle's tensors of kind at a's buffers and runs LIBXSMM's execute_st on the team;
+ * bare: without anx's bias pass after FWD and UPD (the backend's library_exec). */
+static anx_status conv_exec(void *ctx, libxsmm_dnn_compute_kind kind, const anx_args *a, int bare)
+{
+    anx_status st = need_ctx(ctx);
+    if (st) return st;
+    xs_ctx *c = ctx;
+    xs_job j = {c, kind, a, NULL, NULL};
+    switch (kind) {
+    case LIBXSMM_DNN_COMPUTE_KIND_FWD:
+        anx_xsmm_point(c, XS_IN, a->src), anx_xsmm_point(c, XS_FILTER, a->weights), anx_xsmm_point(c, XS_OUT, a->dst);
+        j.after = bare ? NULL : bias_add;
+        return anx_xsmm_run(&j, "execute_st(FWD)");
+    case LIBXSMM_DNN_COMPUTE_KIND_BWD:
+        anx_xsmm_point(c, XS_DOUT, a->diff_dst), anx_xsmm_point(c, XS_FILTER, a->weights);
+        anx_xsmm_point(c, XS_DIN, a->diff_src);
+        return anx_xsmm_run(&j, "execute_st(BWD)");
+    default:
+        anx_xsmm_point(c, XS_IN, a->src), anx_xsmm_point(c, XS_DOUT, a->diff_dst);
+        anx_xsmm_point(c, XS_DFILTER, a->diff_weights);
+        j.after = bare ? NULL : bias_grad;
+        return anx_xsmm_run(&j, "execute_st(UPD)");
+    }
+}
+
 /* dst [n,oc,oh,ow] = conv(src [n,ic,ih,iw], weights [oc,ic,kh,kw]) + bias [oc] */
 anx_status anx_xsmm_conv2d_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a)
 {
     (void)l;
-    anx_status st = need_ctx(ctx);
-    if (st) return st;
-    xs_ctx *c = ctx;
-    anx_xsmm_point(c, XS_IN, a->src);
-    anx_xsmm_point(c, XS_FILTER, a->weights);
-    anx_xsmm_point(c, XS_OUT, a->dst);
-    const xs_job j = {c, LIBXSMM_DNN_COMPUTE_KIND_FWD, a, NULL, bias_add};
-    return anx_xsmm_run(&j, "execute_st(FWD)");
+    return conv_exec(ctx, LIBXSMM_DNN_COMPUTE_KIND_FWD, a, 0);
 }
 
 /* diff_src [n,ic,ih,iw] = conv_transpose(diff_dst [n,oc,oh,ow], weights); LIBXSMM transposes
@@ -156,26 +174,31 @@ anx_status anx_xsmm_conv2d_fwd(void *ctx, const anx_layer_desc *l, const anx_arg
 anx_status anx_xsmm_conv2d_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a)
 {
     (void)l;
-    anx_status st = need_ctx(ctx);
-    if (st) return st;
-    xs_ctx *c = ctx;
-    anx_xsmm_point(c, XS_DOUT, a->diff_dst);
-    anx_xsmm_point(c, XS_FILTER, a->weights);
-    anx_xsmm_point(c, XS_DIN, a->diff_src);
-    const xs_job j = {c, LIBXSMM_DNN_COMPUTE_KIND_BWD, a, NULL, NULL};
-    return anx_xsmm_run(&j, "execute_st(BWD)");
+    return conv_exec(ctx, LIBXSMM_DNN_COMPUTE_KIND_BWD, a, 0);
 }
 
 /* diff_weights [oc,ic,kh,kw] = sum over (n, oh, ow) of diff_dst x src; diff_bias [oc] = sum of diff_dst */
 anx_status anx_xsmm_conv2d_bwd_weights(void *ctx, const anx_layer_desc *l, const anx_args *a)
 {
     (void)l;
-    anx_status st = need_ctx(ctx);
-    if (st) return st;
-    xs_ctx *c = ctx;
-    anx_xsmm_point(c, XS_IN, a->src);
-    anx_xsmm_point(c, XS_DOUT, a->diff_dst);
-    anx_xsmm_point(c, XS_DFILTER, a->diff_weights);
-    const xs_job j = {c, LIBXSMM_DNN_COMPUTE_KIND_UPD, a, NULL, bias_grad};
-    return anx_xsmm_run(&j, "execute_st(UPD)");
+    return conv_exec(ctx, LIBXSMM_DNN_COMPUTE_KIND_UPD, a, 0);
+}
+
+/* The same three without the bias (bwd_data has none: the same call) */
+anx_status anx_xsmm_conv2d_fwd_bare(void *ctx, const anx_layer_desc *l, const anx_args *a)
+{
+    (void)l;
+    return conv_exec(ctx, LIBXSMM_DNN_COMPUTE_KIND_FWD, a, 1);
+}
+
+anx_status anx_xsmm_conv2d_bwd_data_bare(void *ctx, const anx_layer_desc *l, const anx_args *a)
+{
+    (void)l;
+    return conv_exec(ctx, LIBXSMM_DNN_COMPUTE_KIND_BWD, a, 1);
+}
+
+anx_status anx_xsmm_conv2d_bwd_weights_bare(void *ctx, const anx_layer_desc *l, const anx_args *a)
+{
+    (void)l;
+    return conv_exec(ctx, LIBXSMM_DNN_COMPUTE_KIND_UPD, a, 1);
 }

@@ -163,44 +163,71 @@ static void bias_grad(const xs_job *j, int tid, int nthr)
     }
 }
 
-/* dst [n,oc] = src [n, ic*ih*iw] . weights^T + bias [oc] */
-anx_status anx_xsmm_linear_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a)
+/* Points the handle's tensors of kind at a's buffers (Linear-14's src and diff_src: the
+ * flattened copies of the ctx) and runs LIBXSMM's execute_st on the team, with anx's flatten
+ * before (FWD, UPD) or after (BWD) and the bias after (FWD, UPD) in the same region; bare:
+ * LIBXSMM's call alone (the backend's library_exec), on whatever the copies hold. */
+static anx_status fc_exec(void *ctx, const anx_layer_desc *l, libxsmm_dnn_compute_kind kind, const anx_args *a,
+                          int bare)
 {
     anx_status st = need_ctx(ctx);
     if (st) return st;
     xs_ctx *c = ctx;
-    anx_xsmm_point(c, XS_IN, src_is_4d(l) ? c->flat : a->src);
-    anx_xsmm_point(c, XS_FILTER, a->weights);
-    anx_xsmm_point(c, XS_OUT, a->dst);
-    const xs_job j = {c, LIBXSMM_DNN_COMPUTE_KIND_FWD, a, src_is_4d(l) ? src_to_flat : NULL, bias_add};
-    if (src_is_4d(l)) anx_xsmm_conversion_counted(ANX_XSMM_CONVERT_EXEC);
-    return anx_xsmm_run(&j, "fullyconnected_execute_st(FWD)");
+    const int flat = src_is_4d(l);
+    xs_job j = {c, kind, a, NULL, NULL};
+    switch (kind) {
+    case LIBXSMM_DNN_COMPUTE_KIND_FWD:
+        anx_xsmm_point(c, XS_IN, flat ? c->flat : a->src), anx_xsmm_point(c, XS_FILTER, a->weights);
+        anx_xsmm_point(c, XS_OUT, a->dst);
+        j.before = flat ? src_to_flat : NULL, j.after = bias_add;
+        break;
+    case LIBXSMM_DNN_COMPUTE_KIND_BWD:
+        anx_xsmm_point(c, XS_DOUT, a->diff_dst), anx_xsmm_point(c, XS_FILTER, a->weights);
+        anx_xsmm_point(c, XS_DIN, flat ? c->dflat : a->diff_src);
+        j.after = flat ? flat_to_diff_src : NULL;
+        break;
+    default:
+        anx_xsmm_point(c, XS_IN, flat ? c->flat : a->src), anx_xsmm_point(c, XS_DOUT, a->diff_dst);
+        anx_xsmm_point(c, XS_DFILTER, a->diff_weights);
+        j.before = flat ? src_to_flat : NULL, j.after = bias_grad;
+    }
+    if (bare) j.before = j.after = NULL;
+    else if (flat) anx_xsmm_conversion_counted(ANX_XSMM_CONVERT_EXEC);
+    return anx_xsmm_run(&j, kind == LIBXSMM_DNN_COMPUTE_KIND_FWD   ? "fullyconnected_execute_st(FWD)"
+                            : kind == LIBXSMM_DNN_COMPUTE_KIND_BWD ? "fullyconnected_execute_st(BWD)"
+                                                                   : "fullyconnected_execute_st(UPD)");
+}
+
+/* dst [n,oc] = src [n, ic*ih*iw] . weights^T + bias [oc] */
+anx_status anx_xsmm_linear_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a)
+{
+    return fc_exec(ctx, l, LIBXSMM_DNN_COMPUTE_KIND_FWD, a, 0);
 }
 
 /* diff_src [n, ic*ih*iw] = diff_dst [n,oc] . weights */
 anx_status anx_xsmm_linear_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a)
 {
-    anx_status st = need_ctx(ctx);
-    if (st) return st;
-    xs_ctx *c = ctx;
-    anx_xsmm_point(c, XS_DOUT, a->diff_dst);
-    anx_xsmm_point(c, XS_FILTER, a->weights);
-    anx_xsmm_point(c, XS_DIN, src_is_4d(l) ? c->dflat : a->diff_src);
-    const xs_job j = {c, LIBXSMM_DNN_COMPUTE_KIND_BWD, a, NULL, src_is_4d(l) ? flat_to_diff_src : NULL};
-    if (src_is_4d(l)) anx_xsmm_conversion_counted(ANX_XSMM_CONVERT_EXEC);
-    return anx_xsmm_run(&j, "fullyconnected_execute_st(BWD)");
+    return fc_exec(ctx, l, LIBXSMM_DNN_COMPUTE_KIND_BWD, a, 0);
 }
 
 /* diff_weights [oc, ic*ih*iw] = diff_dst^T . src; diff_bias [oc] = sum over n of diff_dst */
 anx_status anx_xsmm_linear_bwd_weights(void *ctx, const anx_layer_desc *l, const anx_args *a)
 {
-    anx_status st = need_ctx(ctx);
-    if (st) return st;
-    xs_ctx *c = ctx;
-    anx_xsmm_point(c, XS_IN, src_is_4d(l) ? c->flat : a->src);
-    anx_xsmm_point(c, XS_DOUT, a->diff_dst);
-    anx_xsmm_point(c, XS_DFILTER, a->diff_weights);
-    const xs_job j = {c, LIBXSMM_DNN_COMPUTE_KIND_UPD, a, src_is_4d(l) ? src_to_flat : NULL, bias_grad};
-    if (src_is_4d(l)) anx_xsmm_conversion_counted(ANX_XSMM_CONVERT_EXEC);
-    return anx_xsmm_run(&j, "fullyconnected_execute_st(UPD)");
+    return fc_exec(ctx, l, LIBXSMM_DNN_COMPUTE_KIND_UPD, a, 0);
+}
+
+/* The same three without bias and flatten */
+anx_status anx_xsmm_linear_fwd_bare(void *ctx, const anx_layer_desc *l, const anx_args *a)
+{
+    return fc_exec(ctx, l, LIBXSMM_DNN_COMPUTE_KIND_FWD, a, 1);
+}
+
+anx_status anx_xsmm_linear_bwd_data_bare(void *ctx, const anx_layer_desc *l, const anx_args *a)
+{
+    return fc_exec(ctx, l, LIBXSMM_DNN_COMPUTE_KIND_BWD, a, 1);
+}
+
+anx_status anx_xsmm_linear_bwd_weights_bare(void *ctx, const anx_layer_desc *l, const anx_args *a)
+{
+    return fc_exec(ctx, l, LIBXSMM_DNN_COMPUTE_KIND_UPD, a, 1);
 }

@@ -157,9 +157,26 @@ anx_status anx_xsmm_maxpool_bwd_data(void *ctx, const anx_layer_desc *l, const a
     if (!a->src && !c->mask_src) return "no forward ran and no src given to recompute the pooling mask";
     if (a->src && a->src != c->mask_src && (st = run_fwd(c, a, c->pool_dst))) return st;
     if ((uintptr_t)a->diff_src % 64) return unaligned(l, "diff_src");
+    return anx_xsmm_maxpool_bwd_data_bare(c, l, a);
+}
+
+/* The same two bare: LIBXSMM's pooling alone (no alignment check, NaN rule or mask recompute;
+ * bwd follows the mask of the last fwd) */
+anx_status anx_xsmm_maxpool_fwd_bare(void *ctx, const anx_layer_desc *l, const anx_args *a)
+{
+    (void)l;
+    anx_status st = need_ctx(ctx);
+    return st ? st : run_fwd(ctx, a, a->dst);
+}
+
+anx_status anx_xsmm_maxpool_bwd_data_bare(void *ctx, const anx_layer_desc *l, const anx_args *a)
+{
+    (void)l;
+    anx_status st = need_ctx(ctx);
+    if (st) return st;
+    xs_ctx *c = ctx;
     anx_xsmm_point(c, XS_DOUT, a->diff_dst);
     anx_xsmm_point(c, XS_DIN, a->diff_src);
     const xs_job j = {c, LIBXSMM_DNN_COMPUTE_KIND_BWD, a, NULL, NULL};
-    st = anx_xsmm_run(&j, "pooling_execute_st(BWD)");
-    return st;
+    return anx_xsmm_run(&j, "pooling_execute_st(BWD)");
 }

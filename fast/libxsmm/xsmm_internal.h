@@ -107,5 +107,15 @@ anx_status anx_xsmm_linear_bwd_data(void *ctx, const anx_layer_desc *l, const an
 anx_status anx_xsmm_linear_bwd_weights(void *ctx, const anx_layer_desc *l, const anx_args *a);
 anx_status anx_xsmm_maxpool_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a);
 anx_status anx_xsmm_maxpool_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a);
+/* The same calls bare (the backend's library_exec): LIBXSMM's execute_st in the OpenMP region and
+ * nothing else of anx's (bias, Linear-14's flatten, pooling's NaN rule and checks). */
+anx_status anx_xsmm_conv2d_fwd_bare(void *ctx, const anx_layer_desc *l, const anx_args *a);
+anx_status anx_xsmm_conv2d_bwd_data_bare(void *ctx, const anx_layer_desc *l, const anx_args *a);
+anx_status anx_xsmm_conv2d_bwd_weights_bare(void *ctx, const anx_layer_desc *l, const anx_args *a);
+anx_status anx_xsmm_linear_fwd_bare(void *ctx, const anx_layer_desc *l, const anx_args *a);
+anx_status anx_xsmm_linear_bwd_data_bare(void *ctx, const anx_layer_desc *l, const anx_args *a);
+anx_status anx_xsmm_linear_bwd_weights_bare(void *ctx, const anx_layer_desc *l, const anx_args *a);
+anx_status anx_xsmm_maxpool_fwd_bare(void *ctx, const anx_layer_desc *l, const anx_args *a);
+anx_status anx_xsmm_maxpool_bwd_data_bare(void *ctx, const anx_layer_desc *l, const anx_args *a);
 
 #endif

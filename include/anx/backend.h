@@ -119,6 +119,11 @@ typedef struct anx_backend {
        code on an AVX-512 CPU): anx-bench judges its peak% against this instead of peak_isa.
        Optional (NULL: peak_isa). */
     anx_peak_isa (*peak_isa_here)(void);
+    /* library_exec[op][dir]: the library's own call of exec[op][dir] alone (same ctx, same
+       buffers, nothing of anx's around it: no bias, no layout conversion, no checks), for
+       anx-bench's `<op>_<dir>/<tag>/<name>_bare` rows, which show what exec adds to the library.
+       Run after one exec of the same call (its outputs may then be partly stale).  Optional. */
+    anx_exec_fn library_exec[ANX_OP_COUNT][ANX_DIR_COUNT];
 } anx_backend;
 
 /* The implementation name of kernel fn for impl_name tables: its C symbol as a string, which only

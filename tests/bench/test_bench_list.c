@@ -1,6 +1,8 @@
 /* anx-bench --benchmark_list_tests lists every row of issue 6 for every compiled backend, once:
  * layer x direction x backend x batch (conv1..conv5, fc6..fc8, every ReLU, MaxPool and Dropout,
- * the loss), the whole step per backend and batch, Adam per backend, and the two probes.  The
+ * the loss), the whole step per backend and batch, Adam per backend, and the two probes; and
+ * for a backend with library_exec[op][dir], the same row as <backend>_bare (the library's call
+ * alone).  The
  * expected names come from the issue's table below, not from the model code they check.
  * Google Benchmark 1.7.1 appends "/real_time" to the name of every benchmark timed on the wall
  * clock (all of them here), so conv2d_fwd/conv2/avx2/batch:32 is listed with that suffix.
@@ -26,6 +28,15 @@ static const struct {
     {"loss", "loss", 2},
 };
 static const char *const kDirs[] = {"fwd", "bwd_data", "bwd_weights"};
+
+/* The op whose anx_op_name is name (the table above names them as the benchmarks do). */
+static anx_op op_of(const char *name)
+{
+    for (int o = 0; o < ANX_OP_COUNT; o++)
+        if (strcmp(anx_op_name((anx_op)o), name) == 0) return (anx_op)o;
+    TU_CHECKF(0, "no op is named %s", name);
+    return (anx_op)0;
+}
 
 /* Occurrences of the whole line `name` in the listing. */
 static int count_line(const char *listing, const char *name)
@@ -70,6 +81,10 @@ static void check_listing(void)
                 for (int d = 0; d < kRows[r].ndir; d++) {
                     snprintf(name, sizeof name, "%s_%s/%s/%s/batch:%d/real_time", kRows[r].op, kDirs[d], kRows[r].tag,
                              be, batches[b]);
+                    expected += expect_once(out, name);
+                    if (!(*pb)->library_exec[op_of(kRows[r].op)][d]) continue;
+                    snprintf(name, sizeof name, "%s_%s/%s/%s_bare/batch:%d/real_time", kRows[r].op, kDirs[d],
+                             kRows[r].tag, be, batches[b]);
                     expected += expect_once(out, name);
                 }
             snprintf(name, sizeof name, "step/%s/batch:%d/real_time", be, batches[b]);

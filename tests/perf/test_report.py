@@ -3,7 +3,7 @@
 header, the backend columns in the order of the run's anx_backends (names the script has never
 seen), the roofline section and report.json's roofline points (each recomputed here from the
 counters and ceilings), the hardware-counter table when results carry counters, and none when
-the run says the counters were skipped."""
+the run says the counters were skipped, and the ratio of a backend to its `<backend>_bare` rows."""
 import json
 import os
 import re
@@ -24,7 +24,7 @@ def expect(label, cond, why=""):
         failures.append(label)
 
 
-def run_doc(counters, roles=None):
+def run_doc(counters, roles=None, bare=False):
     ctx = {"anx_threads": "2", "anx_backends": "zeta alpha(unavailable: not built) beta", "anx_batches": "4",
            "anx_fma_peak_zz9_gflops": f"{PEAK} (2 threads), {PEAK / 2} (1 thread)",
            "anx_fma_peak_small_gflops": "50.0 (2 threads), 25.0 (1 thread)",
@@ -41,7 +41,7 @@ def run_doc(counters, roles=None):
     calls = [("conv2d_fwd/conv2/{be}/batch:4/real_time", 10.0, 1.0e9, 4.0e6),
              ("relu_fwd/relu1/{be}/batch:4/real_time", 0.5, 1.0e6, 8.0e6)]
     bench = []
-    for be, speed in (("zeta", 1.0), ("beta", 2.0)):
+    for be, speed in (("zeta", 1.0), ("beta", 2.0)) + ((("beta_bare", 2.5),) if bare else ()):
         for pattern, ms, flop, byte in calls:
             t = ms / speed
             b = {"name": pattern.format(be=be) + "_median", "run_name": pattern.format(be=be),
@@ -109,6 +109,12 @@ def main():
         md_roles, _, _ = report(tmp, "roles", run_doc(counters=False, roles="zeta:avx2 alpha:best beta:reference"))
         expect("roles in the run: speedups against its reference", "| zeta vs beta |" in md_roles
                and "beta vs zeta" not in md_roles)
+        md_bare, _, _ = report(tmp, "bare", run_doc(counters=False, bare=True))
+        conv_row = next((ln for ln in md_bare.splitlines() if ln.startswith("| conv2 | fwd |")), "")
+        expect("<backend>_bare rows: the backend against them (bare time / its time), and nothing else",
+               "| beta vs beta_bare |" in md_bare and conv_row.endswith("| 0.80x |")
+               and "beta_bare vs" not in md_bare and "vs beta_bare" in md_bare.split("## batch 4")[1].split("\n")[2],
+               conv_row)
         md, _, _ = report(tmp, "count", run_doc(counters=True))
         table = md.split("## hardware counters per call, batch 4")[-1]
         expect("counter table when results carry counters: zeta rows first, IPC shown",
