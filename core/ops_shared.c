@@ -115,6 +115,27 @@ void anx_f32_dropout__shared(float *out, const float *in, const float *mask, siz
     }
 }
 
+void anx_f32_maxpool_nan_wins__shared(float *dst, const float *src, const anx_layer_desc *l, anx_act_off_fn off,
+                                      const void *src_lay, const void *dst_lay, size_t ns)
+{
+    size_t nans = 0;
+    for (size_t i = 0; i < ns; i++) nans += isnan(src[i]) != 0;
+    if (!nans) return;
+    for (int n = 0; n < l->n; n++)
+        for (int c = 0; c < l->oc; c++)
+            for (int oy = 0; oy < l->oh; oy++)
+                for (int ox = 0; ox < l->ow; ox++) {
+                    int found = 0;
+                    float last = 0.0f;
+                    for (int ky = 0; ky < l->kh; ky++)
+                        for (int kx = 0; kx < l->kw; kx++) {
+                            const float v = src[off(src_lay, n, c, oy * l->stride + ky, ox * l->stride + kx)];
+                            if (isnan(v)) found = 1, last = v;
+                        }
+                    if (found) dst[off(dst_lay, n, c, oy, ox)] = last;
+                }
+}
+
 anx_status anx_relu_fwd__shared(const anx_args *a, size_t count, int threads)
 {
     anx_f32_relu_fwd__shared(a->dst, a->src, count, threads);

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "anx/ops_shared.h"
 #include "xsmm_internal.h"
 
 static _Alignas(64) float g_dummy[16]; /* what tensors point at between execs */
@@ -93,27 +94,18 @@ static anx_status need_ctx(const void *ctx)
     return ctx && ((const xs_ctx *)ctx)->pool ? NULL : "the libxsmm backend needs the layer context its layer_create makes";
 }
 
+/* (n, c, y, x) in [n][C/B][H][W][B]; lay: {C, H, W} */
+static size_t act_off(const void *lay, int n, int c, int y, int x)
+{
+    const int *d = lay;
+    return anx_xsmm_act4_off(d[0], d[1], d[2], n, c, y, x);
+}
+
 /* PyTorch's NaN rule on top of LIBXSMM's result (see the top of this file). */
 static void nan_wins(const anx_layer_desc *l, const float *src, float *dst)
 {
-    const size_t ns = anx_desc_plain_count(l, ANX_SRC);
-    size_t nans = 0;
-    for (size_t i = 0; i < ns; i++) nans += isnan(src[i]) != 0;
-    if (!nans) return;
-    for (int n = 0; n < l->n; n++)
-        for (int c = 0; c < l->oc; c++)
-            for (int oy = 0; oy < l->oh; oy++)
-                for (int ox = 0; ox < l->ow; ox++) {
-                    int found = 0;
-                    float last = 0.0f;
-                    for (int ky = 0; ky < l->kh; ky++)
-                        for (int kx = 0; kx < l->kw; kx++) {
-                            const int y = oy * l->stride + ky, x = ox * l->stride + kx;
-                            const float v = src[anx_xsmm_act4_off(l->ic, l->ih, l->iw, n, c, y, x)];
-                            if (isnan(v)) found = 1, last = v;
-                        }
-                    if (found) dst[anx_xsmm_act4_off(l->oc, l->oh, l->ow, n, c, oy, ox)] = last;
-                }
+    const int sl[3] = {l->ic, l->ih, l->iw}, dl[3] = {l->oc, l->oh, l->ow};
+    anx_f32_maxpool_nan_wins__shared(dst, src, l, act_off, sl, dl, anx_desc_plain_count(l, ANX_SRC));
 }
 
 /* LIBXSMM's AVX-512 pooling kernels write dst (fwd) and diff_src (bwd) with streaming stores

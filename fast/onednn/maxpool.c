@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "anx/ops_shared.h"
 #include "onednn_internal.h"
 
 typedef struct pool_ctx {
@@ -90,6 +91,9 @@ static size_t act_off(const dnnl_memory_desc_t *md, int n, int c, int y, int x)
     return off;
 }
 
+/* act_off for the shared NaN pass */
+static size_t md_off(const void *md, int n, int c, int y, int x) { return act_off(md, n, c, y, x); }
+
 /* oneDNN 2.6's max pooling drops NaN (an all-NaN window gives -FLT_MAX, a NaN beside numbers is
  * ignored: measured), where PyTorch lets a NaN win (the last one in the window, as ref), so a
  * corrupt weight would pass silently.  When src holds a NaN (one scan; rare), the windows that
@@ -99,23 +103,7 @@ static void nan_wins(const anx_layer_desc *l, const float *src, float *dst)
     dnnl_memory_desc_t smd, dmd;
     anx_onednn_act_md(&smd, l->n, l->ic, l->ih, l->iw);
     anx_onednn_act_md(&dmd, l->n, l->oc, l->oh, l->ow);
-    const size_t ns = dnnl_memory_desc_get_size(&smd) / sizeof(float);
-    size_t nans = 0;
-    for (size_t i = 0; i < ns; i++) nans += isnan(src[i]) != 0;
-    if (!nans) return;
-    for (int n = 0; n < l->n; n++)
-        for (int c = 0; c < l->oc; c++)
-            for (int oy = 0; oy < l->oh; oy++)
-                for (int ox = 0; ox < l->ow; ox++) {
-                    int found = 0;
-                    float last = 0.0f;
-                    for (int ky = 0; ky < l->kh; ky++)
-                        for (int kx = 0; kx < l->kw; kx++) {
-                            const float v = src[act_off(&smd, n, c, oy * l->stride + ky, ox * l->stride + kx)];
-                            if (isnan(v)) found = 1, last = v;
-                        }
-                    if (found) dst[act_off(&dmd, n, c, oy, ox)] = last;
-                }
+    anx_f32_maxpool_nan_wins__shared(dst, src, l, md_off, &smd, &dmd, dnnl_memory_desc_get_size(&smd) / sizeof(float));
 }
 
 anx_status anx_onednn_maxpool_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a)

@@ -48,6 +48,16 @@ anx_status anx_dropout_bwd_data__shared(const anx_args *a, size_t count, int thr
 anx_status anx_loss_fwd__shared(void *ctx, const anx_layer_desc *l, const anx_args *a);
 anx_status anx_loss_bwd_data__shared(void *ctx, const anx_layer_desc *l, const anx_args *a);
 
+/* Where (n, c, y, x) of an activation is in a backend's layout, lay being the backend's own
+ * description of it (a oneDNN memory desc, LIBXSMM's channel count and image size). */
+typedef size_t (*anx_act_off_fn)(const void *lay, int n, int c, int y, int x);
+/* Max pooling's NaN rule on top of a library whose pooling drops NaN (oneDNN 2.6, LIBXSMM 1.17):
+ * PyTorch lets a NaN win (the last one in the window, as ref), so every window of src that reads
+ * one gets it in dst.  One scan of the ns floats of src first; the window pass only when it holds
+ * a NaN (rare: a corrupt weight must not pass silently).  Layouts: off(src_lay / dst_lay, ...). */
+void anx_f32_maxpool_nan_wins__shared(float *dst, const float *src, const anx_layer_desc *l, anx_act_off_fn off,
+                                      const void *src_lay, const void *dst_lay, size_t ns);
+
 /* PyTorch 1.13 Adam over n floats in place, the anx_backend.adam slot: in float32 in PyTorch's
  * order (two fused multiply-adds), scalars in double from the decimal the user typed.  AVX2+FMA
  * when the CPU has them, else scalar fmaf: the same roundings either way. */
