@@ -14,10 +14,12 @@
  * Every file problem is one line on stderr naming the file and tensor, exit status 2, and no
  * dump is written (the writer commits by rename only after everything succeeded).
  *
- * Under mpirun (docs/mpi.md) rank r runs samples r*B/N.. of the batch (its dropout masks drawn at
- * those global positions), the gradients are allreduced (anx/dist.h), and rank 0 dumps the global
- * step: activations and masks gathered in rank order, grad_out.* scaled to the global batch's
- * mean loss (x local/B), the loss the global mean; the dump reads as one process's.
+ * Under mpirun (docs/mpi.md) the batch is split as anx train splits an epoch's last batch (anx_shard:
+ * the first B % N ranks take one more sample), rank r runs its slice (its dropout masks drawn at
+ * those global positions), the gradients are allreduced weighted by local/B (anx/dist.h), the
+ * ranks compare a checksum of their state after every step, and rank 0 dumps the global step:
+ * activations and masks gathered in rank order, grad_out.* scaled to the global batch's mean loss
+ * (x local/B), the loss the global mean; the dump reads as one process's.
  */
 #include <errno.h>
 #include <float.h>
@@ -30,6 +32,7 @@
 #include <unistd.h>
 
 #include "anx/backend.h"
+#include "anx/data.h"
 #include "anx/dist.h"
 #include "anx/model.h"
 #include "anx/net.h"
@@ -48,8 +51,10 @@ typedef struct step_opts {
     float lr;
 } step_opts;
 
-/* The batch as plain arrays: input [n, c, hw, hw], target [n], masks [n, 4096] or NULL. */
+/* The batch as plain arrays: input [n, c, hw, hw], target [n], masks [n, 4096] or NULL; n is the
+ * global batch (under mpirun this rank runs local of them). */
 typedef struct step_batch {
+    int n;
     float *input;
     int64_t *target;
     float *mask16, *mask19;
@@ -345,14 +350,14 @@ static void add_f32(anx_st_writer *w, const char *name, const int64_t *shape, in
     if (w) anx_st_writer_add(w, name, ANX_DTYPE_F32, shape, ndim, data); /* NULL: a rank but 0 */
 }
 
-/* This rank's n floats, times scale, gathered in rank order into rank 0's [ranks * n] *out
- * (malloc'd there; NULL elsewhere or when out of memory). */
-static float *gather(float *mine, size_t n, float scale)
+/* This rank's n floats, times scale, gathered in rank order into rank 0's [total] *out (malloc'd
+ * there; NULL elsewhere or when out of memory).  The ranks' n may differ (an uneven split). */
+static float *gather(float *mine, size_t n, size_t total, float scale)
 {
     char err[ERR_LEN];
     if (scale != 1.0f)
         for (size_t i = 0; i < n; i++) mine[i] *= scale;
-    float *all = anx_dist_rank() == 0 ? malloc(n * (size_t)anx_dist_size() * sizeof(float)) : NULL;
+    float *all = anx_dist_rank() == 0 ? malloc(total * sizeof(float)) : NULL;
     if (anx_dist_gather_f32(all, mine, n, err, sizeof err)) {
         fprintf(stderr, "anx step: %s\n", err);
         free(all);
@@ -369,7 +374,7 @@ static int layer_shape(const anx_layer_desc *l, int flat, int64_t *shape)
 }
 
 /* scale: grad_out of a rank's slice is d(its mean loss), x local/B makes it d(the global mean) */
-static void add_activations(anx_st_writer *w, const anx_net *net, int grad, float scale)
+static void add_activations(anx_st_writer *w, const anx_net *net, int global_batch, int grad, float scale)
 {
     const anx_model *m = anx_net_model(net);
     const int flat_from = anx_model_find_layer(m, "Linear-14");
@@ -378,12 +383,12 @@ static void add_activations(anx_st_writer *w, const anx_net *net, int grad, floa
         const anx_layer_desc *l = &m->layers[i];
         int64_t shape[4];
         int nd = layer_shape(l, i >= flat_from, shape);
-        shape[0] *= anx_dist_size();
+        shape[0] = global_batch;
         size_t n = anx_desc_plain_count(l, ANX_DST);
         float *buf = malloc(n * sizeof(float)), *all = NULL;
         if (buf) anx_net_get_activation(net, i, grad, buf);
         if (buf && anx_dist_size() > 1) {
-            all = gather(buf, n, grad ? scale : 1.0f);
+            all = gather(buf, n, n / (size_t)l->n * (size_t)global_batch, grad ? scale : 1.0f);
             free(buf);
             buf = all;
         }
@@ -427,17 +432,18 @@ static int write_dump(const char *path, const anx_net *net, const step_batch *b,
     const anx_model *m = anx_net_model(net);
     anx_model_config global = m->cfg, *c = &global; /* the dump is the global batch's */
     const int ranks = anx_dist_size(), local = m->cfg.batch;
-    global.batch *= ranks;
+    global.batch = b->n;
+    const size_t all_masks = (size_t)b->n * MASK_FEATURES;
     if (anx_dist_rank() != 0) { /* take part in the gathers; rank 0 writes */
         float *mask = malloc((size_t)local * MASK_FEATURES * sizeof(float));
         const char *const drop[2] = {"Dropout-16", "Dropout-19"};
         for (int k = 0; k < 2 && mask; k++) {
             anx_net_get_mask(net, anx_model_find_layer(m, drop[k]), mask);
-            free(gather(mask, (size_t)local * MASK_FEATURES, 1.0f));
+            free(gather(mask, (size_t)local * MASK_FEATURES, all_masks, 1.0f));
         }
         free(mask);
-        add_activations(NULL, net, 0, 1.0f);
-        add_activations(NULL, net, 1, (float)local / global.batch);
+        add_activations(NULL, net, b->n, 0, 1.0f);
+        add_activations(NULL, net, b->n, 1, (float)local / global.batch);
         return 0;
     }
     anx_st_writer *w = anx_st_writer_new();
@@ -468,13 +474,13 @@ static int write_dump(const char *path, const anx_net *net, const step_batch *b,
         char name[32];
         snprintf(name, sizeof name, "mask.%s", drop[k]);
         if (mask) anx_net_get_mask(net, anx_model_find_layer(m, drop[k]), mask);
-        float *all = !mask ? NULL : ranks > 1 ? gather(mask, (size_t)local * MASK_FEATURES, 1.0f) : mask;
+        float *all = !mask ? NULL : ranks > 1 ? gather(mask, (size_t)local * MASK_FEATURES, all_masks, 1.0f) : mask;
         anx_st_writer_add(w, name, ANX_DTYPE_F32, all ? mshape : NULL, all ? 2 : -1, all);
         if (all != mask) free(all);
     }
     free(mask);
-    add_activations(w, net, 0, 1.0f);
-    add_activations(w, net, 1, (float)local / global.batch);
+    add_activations(w, net, b->n, 0, 1.0f);
+    add_activations(w, net, b->n, 1, (float)local / global.batch);
     add_f32(w, "loss", NULL, 0, &loss);
     add_states(w, net, ANX_GRAD, "grad.");
     add_states(w, net, ANX_PARAM, "");
@@ -536,23 +542,39 @@ static void print_library(const anx_backend *be)
     if (lib && lib[0]) printf("library: %s runs %s\n", be->name, lib);
 }
 
-/* One training step; under mpirun each rank's share (1/N) of the gradients is allreduced during
- * the backward pass and *loss is the global batch's mean.  0, or 2 after the one-line error. */
-static int train_step(anx_net *net, float lr, float *loss)
+/* One training step on a global batch of n; under mpirun each rank's gradients, weighted by its
+ * share local/n, are allreduced during the backward pass and *loss is the global batch's mean.
+ * 0, or 2 after the one-line error. */
+static int train_step(anx_net *net, int n, float lr, float *loss)
 {
     char err[ERR_LEN];
-    const int ranks = anx_dist_size();
+    const int local = anx_net_model(net)->cfg.batch;
     anx_dist_stats st;
-    if (ranks == 1) return anx_net_train_step(net, lr, loss) ? cli_error(CMD, "%s", anx_net_error(net)) : 0;
+    if (anx_dist_size() == 1) return anx_net_train_step(net, lr, loss) ? cli_error(CMD, "%s", anx_net_error(net)) : 0;
     if (anx_net_forward(net, 1, loss)) return cli_error(CMD, "%s", anx_net_error(net));
-    anx_dist_grads_begin(net, 1.0 / ranks, 1);
+    anx_dist_grads_begin(net, (double)local / n, 1, n % anx_dist_size() != 0); /* uneven: nets of 2 batches */
     if (anx_net_backward(net)) return cli_error(CMD, "%s", anx_net_error(net));
     if (anx_dist_grads_end(net, &st, err, sizeof err)) return cli_error(CMD, "%s", err);
     anx_net_adam(net, lr);
-    double sum = *loss;
+    double sum = (double)*loss * local; /* this rank's sum of per-sample losses */
     if (anx_dist_sum_f64(&sum, 1, err, sizeof err)) return cli_error(CMD, "%s", err);
-    *loss = (float)(sum / ranks);
+    *loss = (float)(sum / n);
     return 0;
+}
+
+/* Under mpirun every rank must hold the same parameters and moments bit for bit after a step (the
+ * allreduce gave each the same sum).  0, 2 after the one-line error, or 1 when they differ. */
+static int check_ranks_agree(const anx_net *net)
+{
+    char err[ERR_LEN];
+    int same = 0;
+    if (anx_dist_size() == 1) return 0;
+    if (anx_dist_same_u64(anx_dist_state_checksum(net), &same, err, sizeof err)) return cli_error(CMD, "%s", err);
+    if (same) return 0;
+    if (anx_dist_rank() == 0)
+        fprintf(stderr, "anx step: the ranks' parameters differ after step %" PRId64 " (checksums of the state disagree)\n",
+                anx_net_step_count(net));
+    return ANX_EXIT_FAIL;
 }
 
 static int run_steps(anx_net *net, const step_opts *o, const step_batch *b)
@@ -560,12 +582,13 @@ static int run_steps(anx_net *net, const step_opts *o, const step_batch *b)
     const anx_model_config *c = &anx_net_model(net)->cfg;
     double total = 0.0;
     float loss = 0.0f;
-    int bad = 0;
+    int bad = 0, rc;
     print_library(anx_net_backend(net));
     for (int i = 0; i < o->steps; i++) {
         double t0 = cli_now();
-        if (train_step(net, o->lr, &loss)) return ANX_EXIT_USAGE;
+        if ((rc = train_step(net, b->n, o->lr, &loss))) return rc;
         double dt = cli_now() - t0;
+        if ((rc = check_ranks_agree(net))) return rc;
         total += dt;
         printf("step %" PRId64 " loss %.6f time %.3f s\n", anx_net_step_count(net), (double)loss, dt);
         fflush(stdout);
@@ -579,7 +602,10 @@ static int run_steps(anx_net *net, const step_opts *o, const step_batch *b)
             break;
         }
     }
-    const int batch = c->batch * anx_dist_size();
+    const int batch = b->n;
+    if (anx_dist_size() > 1) /* what test_mpi_step reads: the ranks' states were compared after every step */
+        printf("ranks: all %d hold the same parameters and Adam state after step %" PRId64 " (checksum %016" PRIx64 ")\n",
+               anx_dist_size(), anx_net_step_count(net), anx_dist_state_checksum(net));
     printf("done: %d step%s on %s, Alexnet(%d, %d) batch %d input %d, %.3f s/step, %.2f images/s, loss %.6f\n",
            o->steps, o->steps == 1 ? "" : "s", anx_net_backend(net)->name, c->in_dim, c->n_class, batch,
            c->input_hw, total / o->steps, total > 0 ? o->steps * batch / total : 0.0, (double)loss);
@@ -684,12 +710,14 @@ static int run(int argc, char **argv)
     const int ranks = anx_dist_size(), rank = anx_dist_rank();
     if (rank != 0 && !freopen("/dev/null", "w", stdout)) return cli_error(CMD, "cannot silence stdout");
     if ((rc = load_files(&o, &wf, &xf, &cfg, &batch))) goto out;
-    if (cfg.batch % ranks) {
-        rc = cli_error(CMD, "batch %d does not divide by the %d ranks", cfg.batch, ranks);
+    if (cfg.batch < ranks) {
+        rc = cli_error(CMD, "batch %d is smaller than the %d ranks (each rank needs a sample)", cfg.batch, ranks);
         goto out;
     }
-    cfg.batch /= ranks; /* this rank's samples rank*batch.. of the global batch */
-    const size_t first = (size_t)rank * cfg.batch, per = (size_t)cfg.in_dim * cfg.input_hw * cfg.input_hw;
+    batch.n = cfg.batch;
+    int first_i;
+    anx_shard(batch.n, rank, ranks, &first_i, &cfg.batch); /* this rank's samples first.. of the global batch */
+    const size_t first = (size_t)first_i, per = (size_t)cfg.in_dim * cfg.input_hw * cfg.input_hw;
 
     if (!(net = anx_net_create(be, &cfg, o.threads, err, sizeof err))) {
         rc = cli_error(CMD, "--backend %s: %s", be->name, err);

@@ -278,7 +278,7 @@ static int step_dist(trainer *t, int count, int first, int total, float *loss, i
     anx_dist_stats st;
     *loss = 0, *correct = 0;
     if (count == 0) {
-        anx_dist_grads_begin(net, 0, t->overlap);
+        anx_dist_grads_begin(net, 0, t->overlap, total < t->o.batch);
         anx_dist_grads_zero(net);
     } else {
         if (count < t->local) {
@@ -292,7 +292,7 @@ static int step_dist(trainer *t, int count, int first, int total, float *loss, i
             snprintf(err, errlen, "%s", anx_net_error(net));
             return 2;
         }
-        anx_dist_grads_begin(net, (double)count / total, t->overlap);
+        anx_dist_grads_begin(net, (double)count / total, t->overlap, total < t->o.batch);
         if (anx_net_backward(net)) {
             snprintf(err, errlen, "%s", anx_net_error(net));
             return 2;

@@ -24,8 +24,12 @@ static struct {
     /* the exchange in progress */
     double weight, t_first, bytes;
     int overlap, n_started, n_buckets;
+    int start_rc, start_layer; /* the first MPI_Iallreduce that failed (its request is NULL) */
     float *buf[MAX_REQ];
     size_t count[MAX_REQ];
+    int layer[MAX_REQ];
+    int plain, oom_layer;     /* buckets in the plain layout (buf malloc'd); a bucket that could not be */
+    int param[MAX_REQ];       /* the bucket's weight (its bias follows) */
 #ifdef ANX_HAVE_MPI
     MPI_Request req[MAX_REQ];
 #endif
@@ -80,6 +84,7 @@ static int mpi_fail(int rc, const char *what, char *err, size_t errlen)
 }
 
 int anx_dist_built(void) { return 1; }
+int anx_dist_up(void) { return g.up; }
 
 int anx_dist_init(char *err, size_t errlen)
 {
@@ -125,6 +130,21 @@ int anx_dist_sum_f64(double *v, int n, char *err, size_t errlen)
     return rc == MPI_SUCCESS ? 0 : mpi_fail(rc, "MPI_Allreduce", err, errlen);
 }
 
+int anx_dist_sum_f32(float *v, size_t n, char *err, size_t errlen)
+{
+    if (g.size == 1) return 0;
+    if (n > (size_t)1 << 30) return snprintf(err, errlen, "anx_dist_sum_f32: %zu floats, more than 2^30", n), -1;
+    int rc = MPI_Allreduce(MPI_IN_PLACE, v, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+    return rc == MPI_SUCCESS ? 0 : mpi_fail(rc, "MPI_Allreduce", err, errlen);
+}
+
+int anx_dist_barrier(char *err, size_t errlen)
+{
+    if (g.size == 1) return 0;
+    int rc = MPI_Barrier(MPI_COMM_WORLD);
+    return rc == MPI_SUCCESS ? 0 : mpi_fail(rc, "MPI_Barrier", err, errlen);
+}
+
 int anx_dist_same_u64(uint64_t v, int *same, char *err, size_t errlen)
 {
     *same = 1;
@@ -163,11 +183,32 @@ int anx_dist_gather_f32(float *out, const float *mine, size_t count, char *err, 
     return rc == MPI_SUCCESS ? 0 : mpi_fail(rc, "MPI_Gatherv", err, errlen);
 }
 
+/* A failed start (Open MPI out of memory for its schedule, say) leaves a null request, so the
+ * others still complete; end() reports the first failure, not a confusing "invalid request". */
 static void start(int k)
 {
     if (g.n_started == 0) g.t_first = now();
     g.n_started++;
-    MPI_Iallreduce(MPI_IN_PLACE, g.buf[k], (int)g.count[k], MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &g.req[k]);
+    int rc = MPI_Iallreduce(MPI_IN_PLACE, g.buf[k], (int)g.count[k], MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &g.req[k]);
+    if (rc != MPI_SUCCESS) {
+        g.req[k] = MPI_REQUEST_NULL;
+        if (g.start_rc == MPI_SUCCESS) g.start_rc = rc, g.start_layer = g.layer[k];
+    }
+}
+
+/* Layer's weight and bias gradients exported to one plain buffer (malloc'd), or NULL. */
+static float *plain_bucket(const anx_net *net, int layer, int *param, size_t *count)
+{
+    const anx_model *m = anx_net_model(net);
+    int p = 0;
+    while (p < ANX_NUM_PARAMS && m->params[p].layer != layer) p++;
+    *param = p, *count = m->params[p].count + m->params[p + 1].count;
+    float *b = malloc(*count * sizeof(float));
+    if (b) {
+        anx_net_get_state(net, ANX_GRAD, p, b);
+        anx_net_get_state(net, ANX_GRAD, p + 1, b + m->params[p].count);
+    }
+    return b;
 }
 
 /* The backward hook: layer's gradients are final (>= 0), or a layer's backward ended (-1). */
@@ -175,8 +216,16 @@ static void hook(void *ctx, anx_net *net, int layer)
 {
     (void)ctx;
     if (layer >= 0) {
-        int k = g.n_buckets++;
-        g.buf[k] = anx_net_grad_bucket(net, layer, &g.count[k]);
+        if (g.oom_layer >= 0) return; /* the exchange is off: end() reports it */
+        int k = g.n_buckets;
+        g.buf[k] = g.plain ? plain_bucket(net, layer, &g.param[k], &g.count[k])
+                           : anx_net_grad_bucket(net, layer, &g.count[k]);
+        if (!g.buf[k]) {
+            g.oom_layer = layer;
+            return;
+        }
+        g.n_buckets++;
+        g.layer[k] = layer;
         g.bytes += (double)g.count[k] * sizeof(float);
         scale_bucket(g.buf[k], g.count[k], g.weight);
         if (g.overlap) start(k);
@@ -188,11 +237,11 @@ static void hook(void *ctx, anx_net *net, int layer)
     }
 }
 
-int anx_dist_grads_begin(anx_net *net, double weight, int overlap)
+int anx_dist_grads_begin(anx_net *net, double weight, int overlap, int plain)
 {
     if (g.size == 1) return 0;
-    g.weight = weight, g.overlap = overlap, g.n_started = 0, g.bytes = 0;
-    g.n_buckets = 0;
+    g.weight = weight, g.overlap = overlap, g.n_started = 0, g.bytes = 0, g.plain = plain, g.oom_layer = -1;
+    g.n_buckets = 0, g.start_rc = MPI_SUCCESS;
     anx_net_set_bwd_hook(net, hook, NULL);
     return 0;
 }
@@ -209,26 +258,73 @@ int anx_dist_grads_zero(anx_net *net)
     return 0;
 }
 
+/* The plain buckets back into the net's layout (rc 0), and freed. */
+static void plain_buckets_done(anx_net *net, int rc)
+{
+    const anx_model *m = anx_net_model(net);
+    for (int k = 0; g.plain && k < g.n_buckets; k++) {
+        const int p = g.param[k];
+        if (rc == 0) {
+            anx_net_set_state(net, ANX_GRAD, p, g.buf[k]);
+            anx_net_set_state(net, ANX_GRAD, p + 1, g.buf[k] + m->params[p].count);
+        }
+        free(g.buf[k]);
+    }
+    g.n_buckets = 0, g.n_started = 0;
+}
+
+/* Why start() failed, one line; Open MPI 4.1 reports a failed allocation of the allreduce's
+ * buffer (the bucket's size) as MPI_ERR_INTERN: say so when this rank cannot allocate that much. */
+static int start_failed(const anx_net *net, char *err, size_t errlen)
+{
+    char what[96];
+    snprintf(what, sizeof what, "MPI_Iallreduce of %s's gradients", anx_net_model(net)->layers[g.start_layer].name);
+    mpi_fail(g.start_rc, what, err, errlen);
+    size_t bytes = 0;
+    for (int k = 0; k < g.n_buckets; k++)
+        if (g.layer[k] == g.start_layer) bytes = g.count[k] * sizeof(float);
+    void *probe = malloc(bytes);
+    if (!probe) {
+        size_t n = strlen(err);
+        snprintf(err + n, errlen - n, " (out of memory: this rank cannot allocate the %.0f MB buffer it needs)",
+                 (double)bytes / 1e6);
+    }
+    free(probe);
+    return -1;
+}
+
 int anx_dist_grads_end(anx_net *net, anx_dist_stats *st, char *err, size_t errlen)
 {
     memset(st, 0, sizeof *st);
     if (g.size == 1) return 0;
     anx_net_set_bwd_hook(net, NULL, NULL);
     double t0 = now();
+    if (g.oom_layer >= 0) { /* the ranks' collectives no longer pair up: no wait, the caller aborts */
+        snprintf(err, errlen, "out of memory for %s's gradients in the plain layout (rank %d)",
+                 anx_net_model(net)->layers[g.oom_layer].name, g.rank);
+        plain_buckets_done(net, -1);
+        return -1;
+    }
     if (!g.overlap)
         for (int k = 0; k < g.n_buckets; k++) start(k);
+    if (g.start_rc != MPI_SUCCESS) {
+        start_failed(net, err, errlen);
+        plain_buckets_done(net, -1);
+        return -1;
+    }
     int rc = MPI_Waitall(g.n_started, g.req, MPI_STATUSES_IGNORE);
     double t1 = now();
     st->exposed_s = t1 - t0;
     st->total_s = g.n_started ? t1 - g.t_first : 0;
     st->bytes = g.bytes;
-    g.n_started = 0;
+    plain_buckets_done(net, rc == MPI_SUCCESS ? 0 : -1);
     return rc == MPI_SUCCESS ? 0 : mpi_fail(rc, "MPI_Iallreduce of the gradients", err, errlen);
 }
 
 #else /* a world of one process */
 
 int anx_dist_built(void) { return 0; }
+int anx_dist_up(void) { return 0; }
 int anx_dist_init(char *err, size_t errlen)
 {
     /* under mpirun, N copies of a build without MPI would each train alone and write the same files */
@@ -252,6 +348,16 @@ int anx_dist_sum_f64(double *v, int n, char *err, size_t errlen)
     (void)v, (void)n, (void)err, (void)errlen;
     return 0;
 }
+int anx_dist_sum_f32(float *v, size_t n, char *err, size_t errlen)
+{
+    (void)v, (void)n, (void)err, (void)errlen;
+    return 0;
+}
+int anx_dist_barrier(char *err, size_t errlen)
+{
+    (void)err, (void)errlen;
+    return 0;
+}
 int anx_dist_same_u64(uint64_t v, int *same, char *err, size_t errlen)
 {
     (void)v, (void)err, (void)errlen;
@@ -264,9 +370,9 @@ int anx_dist_gather_f32(float *out, const float *mine, size_t count, char *err, 
     memcpy(out, mine, count * sizeof(float));
     return 0;
 }
-int anx_dist_grads_begin(anx_net *net, double weight, int overlap)
+int anx_dist_grads_begin(anx_net *net, double weight, int overlap, int plain)
 {
-    (void)net, (void)weight, (void)overlap;
+    (void)net, (void)weight, (void)overlap, (void)plain;
     return 0;
 }
 int anx_dist_grads_zero(anx_net *net)

@@ -1,17 +1,24 @@
-/* mpirun -np 2 anx step == anx step (argv[1] is the anx binary).
+/* mpirun -np N anx step == anx step (argv[1] is the anx binary, argv[2] the runs: "2:shm,3:tcp").
  *
- * One training step of Alexnet(3, 5) on the ref backend at a global batch of B, once in one
- * process and once under mpirun -np 2 (B/2 per rank), each dumped (the MPI run's dump is rank 0's
- * gather of the global step).  Then, tensor by tensor over the whole dump:
+ * One training step of Alexnet(3, 5) on the ref backend at a global batch of B = 4, once in one
+ * process and once per run under mpirun -np N, each dumped (the MPI run's dump is rank 0's
+ * gather of the global step).  N = 2 splits the batch 2 + 2; N = 3, the uneven world, 2 + 1 + 1
+ * (anx_shard, as anx train splits an epoch's short last batch), so the ranks' gradients are
+ * weighted 1/2, 1/4, 1/4: an unweighted average fails.  Then, tensor by tensor over the dump:
  *   exact   input, target, both dropout masks, out.* of every layer and grad_out.* of every layer:
  *           ref computes each sample alone, so the ranks' slices must be the one process's rows
- *           bit for bit (grad_out is scaled by local/B = 1/2, a power of two: exact);
+ *           bit for bit (grad_out is scaled by local/B, 1/2 or 1/4, a power of two: exact, and
+ *           the backward pass is linear in it, so every rank's terms are the one process's terms
+ *           times local/B, exactly);
  *   bounded the parameter gradients, the loss, Adam's moments and the parameters after Adam.  The
  *           sums over the batch are split: one process adds all K terms t of an element (K =
- *           B*OH*OW for a conv weight, B for a linear one), the ranks add K/2 each and the
- *           allreduce adds the two halves.  Each float sum of K terms is within gamma_K * M of
- *           the exact one, M = sum |t| (Higham 3.1, gamma_K = K u / (1 - K u), u = 2^-24), so
- *             |g_mpi - g_one| <= 2 gamma_K M + u |g_one|        (the last: the allreduce's add)
+ *           B*OH*OW for a conv weight, B for a linear one), each rank adds its K_r and the
+ *           allreduce adds the N partial sums P_r.  Each float sum of K terms is within gamma_K * M
+ *           of the exact one, M = sum |t| (Higham 3.1, gamma_K = K u / (1 - K u), u = 2^-24); the
+ *           allreduce's N - 1 adds (in any order) are within gamma_{N-1} sum |P_r| <=
+ *           gamma_{N-1} (1 + gamma_K) M, and for N = 2 its one add within u |P_0 + P_1| <=
+ *           u (|g_one| + 2 gamma_K M), so
+ *             |g_mpi - g_one| <= 2 gamma_K M + that
  *           M comes from ref's own bwd_weights run on |input| and |grad_out| of the one-process
  *           dump.  Adam at t = 1 maps g to m = 0.1 g, v = 0.001 g^2 and p -= lr g / (|g| + eps)
  *           (bias corrections cancel), monotone in g: the parameters' bound is that map's spread
@@ -64,6 +71,8 @@ static double *get(const anx_st_file *f, const char *name, size_t *n)
     return d;
 }
 
+static int ranks; /* of the run compared */
+
 static void expect_bitwise(const anx_st_file *one, const anx_st_file *two, const char *name)
 {
     const anx_st_tensor *a = anx_st_find(one, name), *b = anx_st_find(two, name);
@@ -72,9 +81,16 @@ static void expect_bitwise(const anx_st_file *one, const anx_st_file *two, const
     size_t bytes = a->count * (a->dtype == ANX_DTYPE_I64 ? 8 : 4), first = bytes;
     for (size_t i = 0; i < bytes && first == bytes; i++)
         if (((const unsigned char *)a->data)[i] != ((const unsigned char *)b->data)[i]) first = i;
-    TU_CHECKF(first == bytes, "%s differs between one process and 2 ranks (first at element %zu)", name,
+    TU_CHECKF(first == bytes, "%s differs between one process and %d ranks (first at element %zu)", name, ranks,
               first / (a->dtype == ANX_DTYPE_I64 ? 8 : 4));
 }
+
+/* rank states: "ranks: all N hold the same parameters" is printed after anx step compared the
+ * ranks' state checksums after the step; a rank whose parameters or moments differ by one bit
+ * fails it (exit 1).
+ * Once over shared memory (btl self,vader) and once over TCP on the loopback address, as ranks
+ * on two hosts talk: the release build runs N = 2 over shared memory and N = 3 over TCP
+ * (test_mpi_step, label slow), the sweep tier the other two (test_mpi_step_more). */
 
 /* M = sum |t| per gradient element of a layer's weight and bias: ref's bwd_weights on |src|, |diff_dst| */
 static void magnitudes(const anx_model *m, int layer, const anx_st_file *one, float *mw, float *mb)
@@ -99,9 +115,9 @@ static void magnitudes(const anx_model *m, int layer, const anx_st_file *one, fl
     free(src), free(dd), free(s), free(d);
 }
 
-/* grad, both moments and the parameter after Adam of parameter p; M its magnitudes */
+/* grad, both moments and the parameter after Adam of parameter p; M its magnitudes; N ranks */
 static void expect_param(const anx_st_file *one, const anx_st_file *two, const anx_model *m, int p, const float *M,
-                         int batch)
+                         int batch, int N)
 {
     const float lr = 1e-3f; /* anx step's default */
     const anx_param_info *pi = &m->params[p];
@@ -121,7 +137,9 @@ static void expect_param(const anx_st_file *one, const anx_st_file *two, const a
     float *f = malloc(n * sizeof(float));
     if (g1 && g2 && m1 && m2 && v1 && v2 && p1 && p2) {
         for (size_t i = 0; i < n; i++) {
-            const double d = 2 * gamma_k(K) * M[i] + U * fabs(g1[i]), g = g1[i];
+            const double gk = gamma_k(K), g = g1[i],
+                         add = N == 2 ? U * (fabs(g) + 2 * gk * M[i]) : gamma_k(N - 1) * (1 + gk) * M[i],
+                         d = 2 * gk * M[i] + add;
             bg[i] = d;
             bm[i] = 0.1 * d * (1 + 2 * U) + 2 * U * fabs(m1[i]);
             bv[i] = 0.001 * (2 * fabs(g) + d) * d * (1 + 4 * U) + 4 * U * fabs(v1[i]);
@@ -168,7 +186,7 @@ static void compare(const char *fone, const char *ftwo, int batch)
     }
     size_t n1, n2;
     double *l1 = get(&one, "loss", &n1), *l2 = get(&two, "loss", &n2);
-    if (l1 && l2) { /* per-sample losses >= 0: M = B * loss; the ranks' halves add once more */
+    if (l1 && l2) { /* per-sample losses >= 0: M = B * loss; the ranks' means, times local, add in double */
         double bound = (2 * gamma_k(batch) + 3 * U) * fabs(l1[0]);
         tu_expect_within((float[]){(float)l2[0]}, l1, &bound, 1, "loss");
     }
@@ -176,8 +194,8 @@ static void compare(const char *fone, const char *ftwo, int batch)
     for (int p = 0; p < ANX_NUM_PARAMS; p += 2) { /* weight p and bias p + 1 of one layer */
         float *mw = malloc(m.params[p].count * sizeof(float)), *mb = malloc(m.params[p + 1].count * sizeof(float));
         magnitudes(&m, m.params[p].layer, &one, mw, mb);
-        expect_param(&one, &two, &m, p, mw, batch);
-        expect_param(&one, &two, &m, p + 1, mb, batch);
+        expect_param(&one, &two, &m, p, mw, batch, ranks);
+        expect_param(&one, &two, &m, p + 1, mb, batch, ranks);
         free(mw), free(mb);
     }
     anx_st_free(&one);
@@ -186,8 +204,8 @@ static void compare(const char *fone, const char *ftwo, int batch)
 
 int main(int argc, char **argv)
 {
-    if (argc < 2) {
-        fprintf(stderr, "usage: test_mpi_step path/to/anx\n");
+    if (argc < 3) {
+        fprintf(stderr, "usage: test_mpi_step path/to/anx N:shm|tcp[,N:shm|tcp..]\n");
         return 2;
     }
     anx = argv[1];
@@ -226,18 +244,32 @@ int main(int argc, char **argv)
     snprintf(args, sizeof args, "step --backend %s --classes 5 --batch %d --threads 1 --seed 7 --dump %s", TU_REF,
              batch, one);
     TU_CHECK(run("", args) == 0);
-    static const char *const transports[2][2] = {
-        {"shared memory", "timeout 600 mpirun -np 2 --mca btl self,vader"},
-        {"TCP on loopback", "timeout 600 mpirun -np 2 --mca btl tcp,self --mca btl_tcp_if_include lo"},
-    };
-    const char *only = getenv("ANX_TEST_MPI_ONLY"); /* shm: the shared-memory run only */
-    for (int t = 0; t < (only && !strcmp(only, "shm") ? 1 : 2); t++) {
-        printf("== 2 ranks over %s\n", transports[t][0]);
-        snprintf(two, sizeof two, "%s/two%d.safetensors", dir, t);
+    for (const char *r = argv[2]; *r; r += strcspn(r, ","), r += *r == ',') {
+        char transport[8] = "";
+        if (sscanf(r, "%d:%7[a-z]", &ranks, transport) != 2 || ranks < 2 || ranks > batch ||
+            (strcmp(transport, "shm") && strcmp(transport, "tcp"))) {
+            fprintf(stderr, "test_mpi_step: bad run '%s' (want N:shm or N:tcp, 2 <= N <= %d)\n", r, batch);
+            return 2;
+        }
+        const int tcp = !strcmp(transport, "tcp");
+        char prefix[300];
+        /* more ranks than the machine's cores need --oversubscribe */
+        snprintf(prefix, sizeof prefix, "timeout 600 mpirun -np %d --oversubscribe --bind-to none %s", ranks,
+                 tcp ? "--mca btl tcp,self --mca btl_tcp_if_include lo" : "--mca btl self,vader");
+        printf("== %d ranks over %s\n", ranks, tcp ? "TCP on loopback" : "shared memory");
+        snprintf(two, sizeof two, "%s/np%d%s.safetensors", dir, ranks, transport);
         snprintf(args, sizeof args, "step --backend %s --classes 5 --batch %d --threads 1 --seed 7 --dump %s", TU_REF,
                  batch, two);
-        int rc = run(transports[t][1], args);
+        int rc = run(prefix, args);
         TU_CHECKF(rc == 0, "mpirun exited %d", rc);
+        static char text[65536];
+        char agree[80], path[300];
+        text[0] = 0;
+        snprintf(agree, sizeof agree, "ranks: all %d hold the same parameters and Adam state", ranks);
+        snprintf(path, sizeof path, "%s/out.txt", dir);
+        FILE *f = fopen(path, "rb");
+        if (f) text[fread(text, 1, sizeof text - 1, f)] = 0, fclose(f);
+        TU_CHECKF(strstr(text, agree), "anx step did not report that the %d ranks' states agree", ranks);
         if (rc == 0) compare(one, two, batch);
     }
     char cmd[600];
