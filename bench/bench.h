@@ -52,6 +52,7 @@ int anx_bench_backend_selected(const anx_bench_config *cfg, const anx_backend *b
 void anx_bench_register_peak(const anx_bench_config *cfg);
 void anx_bench_register_layers(const anx_bench_config *cfg);
 void anx_bench_register_step(const anx_bench_config *cfg);
+void anx_bench_register_dist(const anx_bench_config *cfg); /* allreduce, dist_step: under mpirun */
 
 /* Big fixtures (layer tensors, a whole net, Adam's arrays) are kept between the calls Google
  * Benchmark makes while it sizes the iteration count and for repetitions.  Only one is alive

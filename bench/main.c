@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "anx/dist.h"
 #include "bench.h"
 #include "fingerprint.h"
 
@@ -19,7 +20,9 @@ static const char kUsage[] =
     "                      env ANX_BENCH_BATCHES)\n"
     "  --ref_batches=LIST  batches of the reference backend (default 2; env ANX_BENCH_REF_BATCHES)\n"
     "  --threads=N         threads of every backend and probe (default: all cores; env ANX_BENCH_THREADS)\n"
-    "  --backends=LIST     backends to register (default: all compiled; env ANX_BENCH_BACKENDS)\n";
+    "  --backends=LIST     backends to register (default: all compiled; env ANX_BENCH_BACKENDS)\n"
+    "Under mpirun -np N (docs/mpi.md) every rank runs the same benchmarks and rank 0 reports: the\n"
+    "allreduce/* rows and dist_step/* at --batches images per rank need it (--benchmark_filter='allreduce|dist_step').\n";
 
 /* "2,32" -> {2, 32}.  Returns 0, or 2 after one line on stderr naming the flag. */
 static int parse_batches(const char *flag, const char *s, int *out, int *n)
@@ -166,13 +169,21 @@ int main(int argc, char **argv)
 {
     anx_bench_config cfg;
     if (configure(&cfg, &argc, argv)) return 2;
+    char err[256];
+    if (anx_dist_init(err, sizeof err)) { /* under mpirun: the allreduce and dist_step rows (bench_dist.c) */
+        fprintf(stderr, "anx-bench: %s\n", err);
+        return 2;
+    }
+    if (anx_dist_rank() != 0 && !freopen("/dev/null", "w", stdout)) return 2; /* rank 0 reports */
     if (anx_gb_initialize(&argc, argv, "anx-bench")) return 2;
     anx_bench_register_peak(&cfg);
     anx_bench_register_layers(&cfg);
     anx_bench_register_step(&cfg);
+    anx_bench_register_dist(&cfg);
     if (!anx_gb_listing_only()) add_context(&cfg, anx_machine_measure(cfg.threads));
     anx_gb_run_specified();
     anx_bench_cache_release_all();
     anx_gb_shutdown();
+    anx_dist_finalize();
     return 0;
 }
