@@ -95,14 +95,25 @@ static void judge(chain *c, int t, const anx_layer_desc *l, anx_dir dir, const c
                   const v_in *in, const float *const *got)
 {
     anx_verify_row *r[2];
-    char key[128];
+    char key[128], impl[64], algo[64] = "";
+    v_copy_str(impl, sizeof impl, v_impl_of(c->be, NULL, l, dir));
+    /* The net's ctx is not reachable from here: a fresh ctx of the same layer makes the same
+       choice of algorithm (Winograd or direct), which selects the bound (verify_wino.c). */
+    void *ctx = NULL;
+    if (c->be->transform_algorithm && l->op == ANX_OP_CONV2D && !anx_backend_layer_create(c->be, &ctx, l, c->o->threads) && ctx) {
+        v_copy_str(algo, sizeof algo, c->be->transform_algorithm(ctx, l, dir));
+        v_copy_str(impl, sizeof impl, v_impl_of(c->be, ctx, l, dir));
+    }
+    if (ctx) c->be->layer_destroy(ctx);
+    v_in win = *in;
+    win.algo = algo[0] ? algo : NULL;
     v_reserve(c->rep, nrow); /* both pointers stay valid */
     for (int k = 0; k < nrow; k++) {
         step_key(key, sizeof key, c->g, t, keys[k]);
         r[k] = v_row(c->rep, c->g, c->be->name, "chained", l->name, anx_dir_name(dir), key);
-        snprintf(r[k]->impl, sizeof r[k]->impl, "%s", v_impl_of(c->be, NULL, l, dir));
+        v_impl_mark(r[k], impl, k ? NULL : win.algo, l, dir);
     }
-    v_judge_exec(r, l, dir, in, got, c->o->threads, NULL); /* inputs are the backend's own */
+    v_judge_exec(r, l, dir, &win, got, c->o->threads, NULL); /* inputs are the backend's own */
     for (int k = 0; k < nrow; k++) {
         step_key(key, sizeof key, c->g, t, keys[k]);
         v_drift(c->rep, c->g, c->be->name, t, key, got[k]);

@@ -87,6 +87,7 @@ float *v_be_buf(const anx_backend *be, const anx_layer_desc *l, anx_slot s);
 typedef struct v_in {
     const float *src, *dst, *weights, *bias, *diff_dst, *mask;
     const int64_t *target;
+    const char *algo; /* the backend's transform_algorithm of the call, NULL: sums of products */
 } v_in;
 /* Rows r[0] (and r[1], the bias gradient of bwd_weights) for the backend's plain outputs got[0]
  * (dst, diff_src, diff_weights, or the loss) and got[1] (diff_bias): every element against ref64
@@ -98,6 +99,19 @@ void v_judge_exec(anx_verify_row *const *r, const anx_layer_desc *l, anx_dir dir
  * state p0, m0, v0 and gradient g (n elements, plain), against ref64's Adam with the same hp. */
 void v_judge_adam(anx_verify_row *const *r, const float *p0, const float *g, const float *m0, const float *v0,
                   const float *const *got, size_t n, const v_adam_hp *hp, int64_t t, const int64_t *shape, int ndim);
+
+/* verify_wino.c (comparison module): the bound of a Winograd F(4x4,3x3) call (oneDNN's jit_wino_4x3) */
+#define V_WINO_F43 "Winograd F(4x4,3x3)"
+/* 1 when algo is one verify_wino.c bounds for (l, dir): a 3x3 stride-1 Conv2d */
+int v_wino_applies(const char *algo, const anx_layer_desc *l, anx_dir dir);
+/* W of each element of (l, dir)'s output slot (dst, diff_src, diff_weights) into *M (v_alloc), and
+ * the factor eps of the bound eps W (+ u|want|); see verify_wino.c for the derivation. */
+double v_wino_magnitudes(const anx_layer_desc *l, anx_dir dir, const v_in *in, float **M, int threads);
+double v_wino_eps(const anx_layer_desc *l, anx_dir dir);
+/* oneDNN 2.6's F(m,r) matrices (signed): at [m x 6], g [6 x r], bt [6 x 6], row-major */
+void v_wino_matrices(int m, int r, double *at, double *g, double *bt);
+/* r's impl text marked with the bound it was judged by: "<impl>; bound Winograd F(4x4,3x3)" */
+void v_impl_mark(anx_verify_row *r, const char *impl, const char *algo, const anx_layer_desc *l, anx_dir dir);
 
 /* verify_golden.c */
 /* Golden format (data/golden/README.md): digest.<key> of every float tensor, over its float64

@@ -19,7 +19,8 @@
  * outputs exported plain into out[0] (and out[1]: diff_bias).  NULL, or the backend's status,
  * copied into failed (its text lasts only until the next backend call). */
 static void run_exec(const anx_backend *be, const anx_layer_desc *l, anx_dir dir, const v_in *in, float **out,
-                     float *loss, char *impl, size_t implcap, char *failed, size_t cap, int threads)
+                     float *loss, char *impl, size_t implcap, char *algo, size_t algocap, char *failed, size_t cap,
+                     int threads)
 {
     void *ctx;
     anx_status st = anx_backend_layer_create(be, &ctx, l, threads);
@@ -35,6 +36,7 @@ static void run_exec(const anx_backend *be, const anx_layer_desc *l, anx_dir dir
     if (!st) st = be->exec[l->op][dir](ctx, l, &a);
     snprintf(failed, cap, "%s", st ? st : "");
     snprintf(impl, implcap, "%s", v_impl_of(be, ctx, l, dir));
+    v_copy_str(algo, algocap, ctx && be->transform_algorithm ? be->transform_algorithm(ctx, l, dir) : NULL);
     anx_slot slot = dir == ANX_FWD ? ANX_DST : dir == ANX_BWD_DATA ? ANX_SRC : ANX_WEIGHTS;
     float *res = dir == ANX_FWD ? a.dst : dir == ANX_BWD_DATA ? a.diff_src : a.diff_weights;
     if (!(l->op == ANX_OP_LOSS && dir == ANX_FWD)) {
@@ -100,12 +102,13 @@ static void iso_exec(anx_verify_report *rep, vgold *g, const anx_backend *be, in
         if (!why) free(mask);
         return;
     }
-    char failed[160], impl[64];
-    run_exec(be, l, dir, &in, out, &loss, impl, sizeof impl, failed, sizeof failed, threads);
+    char failed[160], impl[64], algo[64];
+    run_exec(be, l, dir, &in, out, &loss, impl, sizeof impl, algo, sizeof algo, failed, sizeof failed, threads);
     const float *got[2] = {out[0] ? out[0] : &loss, out[1]};
+    in.algo = algo[0] ? algo : NULL;
     v_judge_exec(r, l, dir, &in, got, threads, o->cache); /* golden inputs: the same for every backend */
     for (int k = 0; k < nrow; k++) {
-        snprintf(r[k]->impl, sizeof r[k]->impl, "%s", impl);
+        v_impl_mark(r[k], impl, k ? NULL : in.algo, l, dir);
         if (failed[0]) v_fail_status(r[k], failed);
     }
     free(out[0]), free(out[1]), free(mask);

@@ -17,6 +17,8 @@
  * gamma~ is v_gamma's probabilistic bound (verify_compare.c); u|want| covers the rounding of the
  * double answer to the float32 the row compares with.  The ref kernel's own rounding of M is a
  * relative O(sqrt(K) u) change of the bound itself, far below its slack (lambda = 8).
+ * A conv call the backend computed by Winograd (v_in.algo) is not a sum of products: its output
+ * row gets verify_wino.c's bound instead (the bias gradient, a plain sum, keeps the one above).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -152,12 +154,18 @@ void v_judge_exec(anx_verify_row *const *r, const anx_layer_desc *l, anx_dir dir
     if (l->op == ANX_OP_LOSS) {
         judge_loss(r[0], l, dir, in, got[0], want[0]);
     } else {
+        /* A Winograd call is not a sum of products: its output row gets verify_wino.c's bound
+           (not cached: it depends on the backend's algorithm; diff_bias stays a plain sum). */
+        float *Mw = NULL;
+        double cw = v_wino_applies(in->algo, l, dir) ? v_wino_magnitudes(l, dir, in, &Mw, threads) : c;
         anx_slot slot[2] = {dir == ANX_FWD ? ANX_DST : dir == ANX_BWD_DATA ? ANX_SRC : ANX_WEIGHTS, ANX_BIAS};
         for (int k = 0; k < 2 && want[k]; k++) {
             int64_t shape[4];
             int ndim = v_slot_shape(l, slot[k], shape);
-            judge(r[k], got[k], want[k], M[k], c, anx_desc_plain_count(l, slot[k]), shape, ndim);
+            judge(r[k], got[k], want[k], k == 0 && Mw ? Mw : M[k], k == 0 && Mw ? cw : c,
+                  anx_desc_plain_count(l, slot[k]), shape, ndim);
         }
+        free(Mw);
     }
     if (hit || (cache && !v_cache_keep_answer(cache, key, want, M, c))) return; /* the cache owns them */
     for (int k = 0; k < 2; k++) free(want[k]), free(M[k]);
