@@ -106,8 +106,8 @@ void anx_onednn_reorder_once(const dnnl_memory_desc_t *src_md, const void *src, 
  * (3x3 stride-1 convolutions, AVX-512 only in oneDNN 2.6), direct where it declines. */
 typedef enum anx_onednn_algo {
     ANX_ONEDNN_DIRECT,
-    ANX_ONEDNN_WINOGRAD,     /* fwd and bwd_data; bwd_weights direct (docs/verify.md: its error) */
-    ANX_ONEDNN_WINOGRAD_ALL, /* bwd_weights too: for measuring it (ANX_ONEDNN_WINO_BWD_WEIGHTS=1) */
+    ANX_ONEDNN_WINOGRAD,     /* fwd and bwd_data; bwd_weights direct (ANX_ONEDNN_WINO_BWD_WEIGHTS=0) */
+    ANX_ONEDNN_WINOGRAD_ALL, /* bwd_weights too: onednn-wino's default */
 } anx_onednn_algo;
 
 /* NULL, or why conv2d declines dir for l (see conv2d.c). */
