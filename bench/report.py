@@ -41,9 +41,9 @@ MODES = {  # repetitions, min_time (s), fast batches, ref batches
 }
 
 LAYER_RE = re.compile(r"^(?P<op>[a-z0-9]+)_(?P<dir>fwd|bwd_data|bwd_weights)/(?P<tag>[a-z0-9]+)/"
-                      r"(?P<backend>[a-z0-9_]+)/batch:(?P<batch>\d+)(/real_time)?$")
-STEP_RE = re.compile(r"^step/(?P<backend>[a-z0-9_]+)/batch:(?P<batch>\d+)(/real_time)?$")
-ADAM_RE = re.compile(r"^adam/(?P<backend>[a-z0-9_]+)(/real_time)?$")
+                      r"(?P<backend>[a-z0-9_-]+)/batch:(?P<batch>\d+)(/real_time)?$")
+STEP_RE = re.compile(r"^step/(?P<backend>[a-z0-9_-]+)/batch:(?P<batch>\d+)(/real_time)?$")
+ADAM_RE = re.compile(r"^adam/(?P<backend>[a-z0-9_-]+)(/real_time)?$")
 TO_MS = {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}
 
 

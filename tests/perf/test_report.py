@@ -115,6 +115,12 @@ def main():
                "| beta vs beta_bare |" in md_bare and conv_row.endswith("| 0.80x |")
                and "beta_bare vs" not in md_bare and "vs beta_bare" in md_bare.split("## batch 4")[1].split("\n")[2],
                conv_row)
+        hyphen = json.loads(json.dumps(run_doc(counters=False)).replace("zeta", "ze-ta"))
+        md_hy, _, _ = report(tmp, "hyphen", hyphen)
+        expect("a backend name with a hyphen (onednn-wino) keeps its rows and its step",
+               "| layer | dir | ze-ta | beta |" in md_hy and "| beta vs ze-ta |" in md_hy
+               and any(ln.startswith("| conv2 | fwd |") for ln in md_hy.split("## batch 4")[1].splitlines()),
+               md_hy[:600])
         md, _, _ = report(tmp, "count", run_doc(counters=True))
         table = md.split("## hardware counters per call, batch 4")[-1]
         expect("counter table when results carry counters: zeta rows first, IPC shown",
