@@ -83,7 +83,7 @@ int main(void)
     vm = vm_size();
     cap.rlim_cur = (rlim_t)(vm + LIMIT_HEADROOM);
     TU_CHECKF(setrlimit(RLIMIT_AS, &cap) == 0, "setrlimit RLIMIT_AS %.0f MiB", (vm + LIMIT_HEADROOM) / 1048576.0);
-    anx_verify_opts o = {"ref", "Conv2d-1", "isolated", 2, NULL, NULL, 0, NULL};
+    anx_verify_opts o = {anx_backend_reference()->name, "Conv2d-1", "isolated", 2, NULL, NULL, 0, NULL};
     anx_verify_report rep = {0};
     err[0] = 0;
     rc = anx_verify_golden(&rep, GOLDEN, &o, err, sizeof err);
