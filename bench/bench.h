@@ -7,6 +7,8 @@
 #include <stdint.h>
 
 #include "anx/backend.h"
+#include "anx/model.h"
+#include "anx/net.h"
 #include "gbench_shim.h"
 
 #define ANX_BENCH_MAX_BATCHES 8
@@ -59,6 +61,14 @@ void anx_bench_register_dist(const anx_bench_config *cfg); /* allreduce, dist_st
  * at a time: claiming the cache for a new owner releases the previous one. */
 void anx_bench_cache_claim(void (*release)(void));
 void anx_bench_cache_release_all(void);
+
+/* The model every step benchmark times: Alexnet(3, 1000) on 227x227 images, at `batch`. */
+anx_model_config anx_bench_model_config(int batch);
+/* That model on be at `batch` with PyTorch-default init (seed 1), dropout seed 1 and a random
+ * batch of its own from stream `stream` (one per rank); before any warm-up step.  The net, or
+ * NULL with "failed: why" in broken. */
+anx_net *anx_bench_net_create(const anx_backend *be, int batch, int threads, uint64_t stream, char *broken,
+                              size_t len);
 
 /* 64-byte aligned floats, or NULL; free with free(). */
 float *anx_bench_alloc_floats(size_t n);

@@ -1,8 +1,10 @@
 /* Helpers every anx-bench family uses: aligned buffers, the one-fixture cache, selection. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "anx/rng.h"
 #include "bench.h"
 
 float *anx_bench_alloc_floats(size_t n)
@@ -46,4 +48,39 @@ int anx_bench_backend_selected(const anx_bench_config *cfg, const anx_backend *b
         p = end + 1;
     }
     return 0;
+}
+
+anx_model_config anx_bench_model_config(int batch)
+{
+    return (anx_model_config){.in_dim = 3, .n_class = 1000, .batch = batch, .input_hw = 227};
+}
+
+anx_net *anx_bench_net_create(const anx_backend *be, int batch, int threads, uint64_t stream, char *broken,
+                              size_t len)
+{
+    anx_model_config mc = anx_bench_model_config(batch);
+    char err[200];
+    anx_net *net = anx_net_create(be, &mc, threads, err, sizeof err);
+    if (!net) {
+        snprintf(broken, len, "failed: %s", err);
+        return NULL;
+    }
+    size_t n_in = (size_t)batch * mc.in_dim * mc.input_hw * mc.input_hw;
+    float *input = malloc(n_in * sizeof *input);
+    int64_t *target = malloc((size_t)batch * sizeof *target);
+    int ok = input && target;
+    if (!ok) {
+        snprintf(broken, len, "failed: out of memory for the input batch");
+    } else {
+        anx_rng_fill_u01(input, n_in, anx_rng_key(1, "input", stream));
+        anx_rng_fill_targets(target, (size_t)batch, anx_rng_key(1, "target", stream), mc.n_class);
+        anx_net_set_dropout_seed(net, 1);
+        anx_net_set_input(net, input, target);
+        ok = anx_net_init_params(net, 1) == 0;
+        if (!ok) snprintf(broken, len, "failed: %s", anx_net_error(net));
+    }
+    free(input);
+    free(target);
+    if (!ok) anx_net_destroy(net);
+    return ok ? net : NULL;
 }

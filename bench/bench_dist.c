@@ -121,32 +121,14 @@ static dist_fixture *dist_fixture_get(const dist_case *c)
     dist_release();
     dist_fixture *f = &g_dist_fix;
     f->c = c;
-    anx_model_config mc = {.in_dim = 3, .n_class = 1000, .batch = c->local, .input_hw = 227};
-    char err[200];
-    f->net = anx_net_create(c->be, &mc, c->threads, err, sizeof err);
-    if (!f->net) {
-        snprintf(f->broken, sizeof f->broken, "failed: %s", err);
-        return f;
-    }
     const int rank = anx_dist_rank();
-    size_t n_in = (size_t)c->local * mc.in_dim * mc.input_hw * mc.input_hw;
-    float *input = malloc(n_in * sizeof *input);
-    int64_t *target = malloc((size_t)c->local * sizeof *target);
+    f->net = anx_bench_net_create(c->be, c->local, c->threads, (uint64_t)rank, f->broken, sizeof f->broken);
+    if (!f->net) return f;
+    anx_net_set_dropout_offset(f->net, (int64_t)rank * c->local);
+    char err[200];
     double e, s;
-    if (!input || !target) {
-        snprintf(f->broken, sizeof f->broken, "failed: out of memory for the input batch");
-    } else {
-        anx_rng_fill_u01(input, n_in, anx_rng_key(1, "input", (uint64_t)rank));
-        anx_rng_fill_targets(target, (size_t)c->local, anx_rng_key(1, "target", (uint64_t)rank), mc.n_class);
-        anx_net_set_dropout_seed(f->net, 1);
-        anx_net_set_dropout_offset(f->net, (int64_t)rank * c->local);
-        anx_net_set_input(f->net, input, target);
-        if (anx_net_init_params(f->net, 1)) snprintf(f->broken, sizeof f->broken, "failed: %s", anx_net_error(f->net));
-        else if (dist_step(f->net, c->overlap, &e, &s, err, sizeof err))
-            snprintf(f->broken, sizeof f->broken, "failed: warm-up step: %s", err);
-    }
-    free(input);
-    free(target);
+    if (dist_step(f->net, c->overlap, &e, &s, err, sizeof err))
+        snprintf(f->broken, sizeof f->broken, "failed: warm-up step: %s", err);
     return f;
 }
 
@@ -198,7 +180,7 @@ void anx_bench_register_dist(const anx_bench_config *cfg)
         anx_gb_time_unit(b, ANX_GB_US);
     }
     anx_model m;
-    anx_model_config mc = {.in_dim = 3, .n_class = 1000, .batch = 1, .input_hw = 227};
+    anx_model_config mc = anx_bench_model_config(1);
     char err[200];
     if (anx_model_init(&m, &mc, err, sizeof err) == 0)
         for (int p = 0; p < ANX_NUM_PARAMS; p += 2) { /* weight p and bias p + 1: one bucket */

@@ -288,7 +288,7 @@ void anx_bench_register_layers(const anx_bench_config *cfg)
         for (int bi = 0; bi < nb; bi++) {
             anx_model m;
             char err[200];
-            anx_model_config mc = {.in_dim = 3, .n_class = 1000, .batch = batches[bi], .input_hw = 227};
+            anx_model_config mc = anx_bench_model_config(batches[bi]);
             if (anx_model_init(&m, &mc, err, sizeof err)) {
                 fprintf(stderr, "anx-bench: %s\n", err);
                 continue;

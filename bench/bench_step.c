@@ -29,11 +29,6 @@ static int g_nadam;
  * same. */
 static const float kLr = 1e-6f;
 
-static anx_model_config model_config(int batch)
-{
-    return (anx_model_config){.in_dim = 3, .n_class = 1000, .batch = batch, .input_hw = 227};
-}
-
 /* The (layer, dir) pairs one training step runs: every forward, the loss both ways, bwd_data
  * of every layer but the first (nobody wants dLoss/dimage), bwd_weights of Conv2d and Linear.
  * Calls fn on each; stops at the first non-zero return and passes it on. */
@@ -94,31 +89,13 @@ static step_fixture *step_fixture_get(const step_case *c)
     step_release();
     step_fixture *f = &g_step_fix;
     f->c = c;
-    anx_model_config mc = model_config(c->batch);
-    char err[200];
-    f->net = anx_net_create(c->be, &mc, c->threads, err, sizeof err);
-    if (!f->net) {
-        snprintf(f->broken, sizeof f->broken, "failed: %s", err);
-        return f;
-    }
-    size_t n_in = (size_t)c->batch * mc.in_dim * mc.input_hw * mc.input_hw;
-    float *input = malloc(n_in * sizeof *input);
-    int64_t *target = malloc((size_t)c->batch * sizeof *target);
-    if (!input || !target) {
-        snprintf(f->broken, sizeof f->broken, "failed: out of memory for the input batch");
-    } else {
-        anx_rng_fill_u01(input, n_in, anx_rng_key(1, "input", 0));
-        anx_rng_fill_targets(target, (size_t)c->batch, anx_rng_key(1, "target", 0), mc.n_class);
-        float loss = NAN;
-        anx_net_set_dropout_seed(f->net, 1);
-        anx_net_set_input(f->net, input, target);
-        if (anx_net_init_params(f->net, 1) || anx_net_train_step(f->net, kLr, &loss))
-            snprintf(f->broken, sizeof f->broken, "failed: %s", anx_net_error(f->net));
-        else if (!isfinite(loss))
-            snprintf(f->broken, sizeof f->broken, "failed: warm-up step loss %g", loss);
-    }
-    free(input);
-    free(target);
+    f->net = anx_bench_net_create(c->be, c->batch, c->threads, 0, f->broken, sizeof f->broken);
+    if (!f->net) return f;
+    float loss = NAN;
+    if (anx_net_train_step(f->net, kLr, &loss))
+        snprintf(f->broken, sizeof f->broken, "failed: %s", anx_net_error(f->net));
+    else if (!isfinite(loss))
+        snprintf(f->broken, sizeof f->broken, "failed: warm-up step loss %g", loss);
     return f;
 }
 
@@ -127,7 +104,7 @@ static void bm_step(anx_gb_state *st, void *arg)
     const step_case *c = arg;
     char msg[256];
     anx_model m;
-    anx_model_config mc = model_config(c->batch);
+    anx_model_config mc = anx_bench_model_config(c->batch);
     if (anx_model_init(&m, &mc, msg, sizeof msg)) {
         anx_gb_skip(st, msg);
         return;
@@ -222,7 +199,7 @@ static void bm_adam(anx_gb_state *st, void *arg)
         return;
     }
     anx_model m;
-    anx_model_config mc = model_config(1);
+    anx_model_config mc = anx_bench_model_config(1);
     if (anx_model_init(&m, &mc, msg, sizeof msg)) {
         anx_gb_skip(st, msg);
         return;
