@@ -27,6 +27,7 @@
 #include "anx/backend.h"
 #include "anx/dist.h"
 #include "anx/safetensors.h"
+#include "mpi_test.h"
 #include "testutil.h"
 
 static const char *anx;
@@ -188,21 +189,8 @@ int main(int argc, char **argv)
         return 2;
     }
     anx = argv[1];
-    if (!anx_dist_built()) {
-        printf("test_mpi_death: skipped: this build has no MPI (ANX_WITH_MPI)\n");
-        return 77;
-    }
-    if (system("command -v mpirun > /dev/null 2>&1") != 0) {
-        printf("test_mpi_death: skipped: no mpirun on PATH (apt-get install openmpi-bin)\n");
-        return 77;
-    }
-    /* as test_mpi_train: Open MPI's own leaks suppressed under the sanitizers, root allowed */
-    setenv("LSAN_OPTIONS", "suppressions=" ANX_SOURCE_DIR "/tests/mpi/lsan.supp:print_suppressions=0:fast_unwind_on_malloc=0", 1);
-    setenv("OMPI_MCA_mca_base_component_disable_dlclose", "1", 1);
-    setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
-    setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
-    snprintf(dir, sizeof dir, "%s/test_mpi_death.XXXXXX", ANX_BINARY_DIR);
-    if (!mkdtemp(dir)) perror(dir), exit(1);
+    const int skip = mpi_test_prepare("test_mpi_death", dir, sizeof dir);
+    if (skip) return skip;
     setenv("ANX_TEST_TAG", dir, 1); /* how rank_pid finds this run's ranks */
     char cmd[1024], data[300];
     snprintf(data, sizeof data, "%s/data", dir);

@@ -35,6 +35,7 @@
 #include "anx/dist.h"
 #include "anx/model.h"
 #include "anx/safetensors.h"
+#include "mpi_test.h"
 #include "testutil.h"
 
 static const char *anx;
@@ -209,24 +210,9 @@ int main(int argc, char **argv)
         return 2;
     }
     anx = argv[1];
-    if (!anx_dist_built()) {
-        printf("test_mpi_step: skipped: this build has no MPI (ANX_WITH_MPI)\n");
-        return 77;
-    }
-    if (system("command -v mpirun > /dev/null 2>&1") != 0) {
-        printf("test_mpi_step: skipped: no mpirun on PATH (apt-get install openmpi-bin)\n");
-        return 77;
-    }
-    /* the asan build: LeakSanitizer would fail every rank on Open MPI's own leaks at exit.  They are
-     * suppressed by library (tests/mpi/lsan.supp), which needs the library in the leak's stack:
-     * Open MPI must keep its components loaded (no dlclose) and LSan unwind the whole stack. */
-    setenv("LSAN_OPTIONS", "suppressions=" ANX_SOURCE_DIR "/tests/mpi/lsan.supp:print_suppressions=0:fast_unwind_on_malloc=0", 1);
-    setenv("OMPI_MCA_mca_base_component_disable_dlclose", "1", 1);
-    setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1); /* CI runs as root */
-    setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+    const int skip = mpi_test_prepare("test_mpi_step", dir, sizeof dir);
+    if (skip) return skip;
     const int batch = 4;
-    snprintf(dir, sizeof dir, "%s/test_mpi_step.XXXXXX", ANX_BINARY_DIR);
-    if (!mkdtemp(dir)) perror(dir), exit(1);
     char args[1024], one[400], two[400];
     if (tu_sanitized()) {
         /* ref runs ~8x slower there (a comparison took 7 minutes): the sanitizers see the MPI path

@@ -26,6 +26,7 @@
 #include "anx/data.h"
 #include "anx/dist.h"
 #include "anx/safetensors.h"
+#include "mpi_test.h"
 #include "testutil.h"
 
 static const char *anx;
@@ -172,23 +173,8 @@ int main(int argc, char **argv)
         return 2;
     }
     anx = argv[1];
-    if (!anx_dist_built()) {
-        printf("test_mpi_train: skipped: this build has no MPI (ANX_WITH_MPI)\n");
-        return 77;
-    }
-    if (system("command -v mpirun > /dev/null 2>&1") != 0) {
-        printf("test_mpi_train: skipped: no mpirun on PATH (apt-get install openmpi-bin)\n");
-        return 77;
-    }
-    /* the asan build: LeakSanitizer would fail every rank on Open MPI's own leaks at exit.  They are
-     * suppressed by library (tests/mpi/lsan.supp), which needs the library in the leak's stack:
-     * Open MPI must keep its components loaded (no dlclose) and LSan unwind the whole stack. */
-    setenv("LSAN_OPTIONS", "suppressions=" ANX_SOURCE_DIR "/tests/mpi/lsan.supp:print_suppressions=0:fast_unwind_on_malloc=0", 1);
-    setenv("OMPI_MCA_mca_base_component_disable_dlclose", "1", 1);
-    setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
-    setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
-    snprintf(dir, sizeof dir, "%s/test_mpi_train.XXXXXX", ANX_BINARY_DIR);
-    if (!mkdtemp(dir)) perror(dir), exit(1);
+    const int skip = mpi_test_prepare("test_mpi_train", dir, sizeof dir);
+    if (skip) return skip;
     const char *only = getenv("ANX_TEST_MPI_ONLY"); /* equal | failure */
     if (tu_sanitized())
         printf("equality and resume: skipped under the sanitizers (ref trains ~8x slower; the release build runs it)\n");
