@@ -94,7 +94,7 @@ def main():
     global args
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("report")
-    ap.add_argument("--backend", default="avx2")
+    ap.add_argument("--backend", required=True, help="the backend whose step and backward rows the report holds")
     ap.add_argument("--batch", type=int, default=32, help="images per node")
     ap.add_argument("--speedup", type=float, default=1.0,
                     help="a node computes this many times faster than the measured one (e.g. its cores / the threads measured)")
