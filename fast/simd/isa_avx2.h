@@ -16,6 +16,7 @@
 #define SV_BWW_TAPS 4     /* taps of f per bwd_weights tile (8 accumulators) */
 #define SV_CONV_CHUNK_KB 128 /* conv fwd weights per input-channel pass: L2 (fwd_icb_chunk) */
 #define SV_TILE_LFWD 4x3   /* linear fwd: 4 samples x 3 outputs, 8-lane dot products */
+#define SV_LFWD_NO 3       /* outputs of the linear fwd tile */
 #define SV_TILE_GEMM 6x16  /* linear bwd: 6 rows x 2 vectors of 8 columns */
 #define SV_TILE_POOL 8c    /* maxpool: 8 channels a vector */
 #define SV_PEAK_ISA ANX_PEAK_AVX2 /* anx-bench's peak% ceiling */

@@ -13,7 +13,8 @@
 #define SV_TILE_BWW 32x8   /* conv bwd_weights: 2 blocks of 16 output channels x 8 taps (16 accumulators) */
 #define SV_BWW_TAPS 8      /* taps of f per bwd_weights tile (16 accumulators) */
 #define SV_CONV_CHUNK_KB 40 /* conv fwd weights per input-channel pass: L1 (fwd_icb_chunk) */
-#define SV_TILE_LFWD 4x3   /* linear fwd: 4 samples x 3 outputs, 16-lane dot products */
+#define SV_TILE_LFWD 4x6   /* linear fwd: 4 samples x 6 outputs, 16-lane dot products (24 accumulators) */
+#define SV_LFWD_NO 6       /* outputs of the linear fwd tile */
 #define SV_TILE_GEMM 6x32  /* linear bwd: 6 rows x 2 vectors of 16 columns */
 #define SV_TILE_POOL 16c   /* maxpool: 16 channels a vector */
 #define SV_PEAK_ISA ANX_PEAK_AVX512 /* anx-bench's peak% ceiling */
