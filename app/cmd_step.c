@@ -509,7 +509,7 @@ static int check_dump_path(const char *path)
 
 /* ------------------------------------------------------------------------------------------ */
 
-/* "workspace: cblas holds 24.20 MiB beside the tensors: Conv2d-1 1.39 MiB, ...": what the
+/* "workspace: onednn holds 16.66 MiB beside the tensors: Conv2d-1 0.13 MiB, ...": what the
  * backend's layer contexts cost in memory, per layer that holds any (after the steps: a buffer
  * made on first use counts). */
 static void print_workspace(const anx_net *net)
@@ -530,6 +530,22 @@ static void print_workspace(const anx_net *net)
         printf("%s %s %.2f MiB", sep, i < ANX_NUM_LAYERS ? m->layers[i].name : m->loss.name, (double)b / (1024.0 * 1024.0));
         sep = ",";
     }
+    printf("\n");
+}
+
+/* "scratch: cblas shares one buffer of 13996800 bytes (13.35 MiB) among the net's layers, sized by
+ * Conv2d-4's need": the calls' scratch, allocated once per net at its largest layer's need
+ * (anx_args.scratch); nothing for a backend without scratch. */
+static void print_scratch(const anx_net *net)
+{
+    int layer;
+    const long long b = anx_net_scratch_bytes(net, &layer);
+    if (b < 0) return;
+    const anx_model *m = anx_net_model(net);
+    const char *name = layer < 0 ? NULL : layer < ANX_NUM_LAYERS ? m->layers[layer].name : m->loss.name;
+    printf("scratch: %s shares one buffer of %lld bytes (%.2f MiB) among the net's layers", anx_net_backend(net)->name,
+           b, (double)b / (1024.0 * 1024.0));
+    if (name) printf(", sized by %s's need", name);
     printf("\n");
 }
 
@@ -610,6 +626,7 @@ static int run_steps(anx_net *net, const step_opts *o, const step_batch *b)
            o->steps, o->steps == 1 ? "" : "s", anx_net_backend(net)->name, c->in_dim, c->n_class, batch,
            c->input_hw, total / o->steps, total > 0 ? o->steps * batch / total : 0.0, (double)loss);
     print_workspace(net);
+    print_scratch(net);
     if (o->dump) {
         int rc = write_dump(o->dump, net, b, loss, o);
         if (rc) return rc;

@@ -57,6 +57,7 @@ static void fixture_release(void)
     if (!g_fix.valid) return;
     if (g_fix.ctx && g_fix.be->layer_destroy) g_fix.be->layer_destroy(g_fix.ctx);
     for (int b = 0; b < B_COUNT; b++) free(g_fix.buf[b]);
+    free(g_fix.args.scratch);
     free(g_fix.target);
     memset(&g_fix, 0, sizeof g_fix);
 }
@@ -153,6 +154,11 @@ static fixture *fixture_get(const layer_case *c)
         .diff_weights = f->buf[B_DIFF_WEIGHTS], .diff_bias = f->buf[B_DIFF_BIAS],
         .mask = f->buf[B_MASK], .target = f->target, .loss = &f->loss,
     };
+    made = anx_backend_scratch_alloc(c->be, f->ctx, &f->l, &f->args); /* as the net's, made before timing */
+    if (made) {
+        snprintf(f->broken, sizeof f->broken, "failed: %s %.23s: %s", c->be->name, f->l.name, made);
+        return f;
+    }
     /* One forward pass, so bwd sees a real dst (max-pool argmax, ReLU sign) and any workspace
      * the backend keeps in ctx, as in training. */
     if (!anx_backend_declines(c->be, &f->l, ANX_FWD)) {

@@ -2,6 +2,7 @@
  * cmake/AnxBackend.cmake from each backend folder's anx_backend() call (registry order, ref
  * first); a backend that could not be built is there too, as a stub whose unavailable() says why. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "anx/backend.h"
@@ -50,6 +51,22 @@ anx_status anx_backend_layer_create(const anx_backend *be, void **ctx, const anx
     anx_status st = be->layer_create(ctx, l, threads);
     if (st) *ctx = NULL;
     return st;
+}
+
+anx_status anx_backend_scratch_alloc(const anx_backend *be, void *ctx, const anx_layer_desc *l, anx_args *a)
+{
+    a->scratch = NULL;
+    a->scratch_bytes = be->scratch_bytes ? be->scratch_bytes(ctx, l) : 0;
+    if (!a->scratch_bytes) return NULL;
+    void *p = NULL;
+    const size_t bytes = (a->scratch_bytes + 63) / 64 * 64; /* aligned_alloc's size rule */
+    if (posix_memalign(&p, 64, bytes)) {
+        const size_t want = a->scratch_bytes;
+        a->scratch_bytes = 0;
+        return anx_status_oom("the layer's scratch", want);
+    }
+    a->scratch = p;
+    return NULL;
 }
 
 const anx_backend *anx_backend_reference(void)

@@ -6,6 +6,8 @@
  *   grad[i+1]         dLoss/d act[i+1];  grad[0] is never computed (nobody needs d input)
  *   mask[i]           Dropout layer i's mask, DST layout; ones[i] the eval-mode mask
  *   state[s]          one contiguous region per anx_state; parameter p at state[s] + poff[p]
+ *   scratch           the backend's anx_args.scratch, one for all layers (they run one at a
+ *                     time and keep nothing in it): the largest layer's scratch_bytes
  */
 #include "anx/net.h"
 
@@ -27,6 +29,9 @@ struct anx_net {
     anx_model m;
     int threads;
     void *ctx[NL + 1]; /* per layer, [NL] = loss */
+    void *scratch;     /* anx_args.scratch of every call, scratch_bytes long */
+    size_t scratch_bytes;
+    int scratch_layer; /* the layer whose need sized it, -1 when none needs any */
 
     float *param_block;               /* the one allocation for the 4 parameter regions */
     size_t region_floats;             /* floats per region */
@@ -166,6 +171,21 @@ static int alloc_activations(anx_net *net)
     return net->target ? 0 : -1;
 }
 
+/* One scratch for the whole net, at the largest need of its layers' ctxs: the layers run one
+ * at a time and keep nothing in it (backend.h), so a buffer per layer would only cost memory. */
+static int alloc_scratch(anx_net *net)
+{
+    net->scratch_layer = -1;
+    if (!net->be->scratch_bytes) return 0;
+    for (int i = 0; i <= NL; i++) {
+        const size_t b = net->be->scratch_bytes(net->ctx[i], desc_of(net, i));
+        if (b > net->scratch_bytes) net->scratch_bytes = b, net->scratch_layer = i;
+    }
+    if (!net->scratch_bytes) return 0;
+    net->scratch = alloc_floats((net->scratch_bytes + sizeof(float) - 1) / sizeof(float));
+    return net->scratch ? 0 : -1;
+}
+
 anx_net *anx_net_create(const anx_backend *be, const anx_model_config *cfg, int threads, char *err,
                         size_t errlen)
 {
@@ -196,6 +216,11 @@ anx_net *anx_net_create(const anx_backend *be, const anx_model_config *cfg, int 
             goto fail;
         }
     }
+    if (alloc_scratch(net)) {
+        snprintf(err, errlen, "backend %s: out of memory for the net's scratch (%.1f MiB, the need of %s)", be->name,
+                 (double)net->scratch_bytes / (1024.0 * 1024.0), desc_of(net, net->scratch_layer)->name);
+        goto fail;
+    }
     return net;
 fail:
     anx_net_destroy(net);
@@ -218,6 +243,7 @@ void anx_net_destroy(anx_net *net)
     }
     free(net->param_block);
     free(net->target);
+    free(net->scratch);
     free(net);
 }
 
@@ -331,12 +357,15 @@ static int prepare_masks(anx_net *net)
     return 0;
 }
 
-/* One exec; a failure is recorded as "<layer> <dir> on <backend>: <status>". */
-static int run(anx_net *net, int layer, anx_dir dir, const anx_args *a)
+/* One exec, with the net's scratch; a failure is recorded as "<layer> <dir> on <backend>: <status>". */
+static int run(anx_net *net, int layer, anx_dir dir, const anx_args *args)
 {
     const anx_layer_desc *l = desc_of(net, layer);
+    anx_args a = *args;
+    a.scratch = net->scratch;
+    a.scratch_bytes = net->scratch_bytes;
     double t0 = now();
-    anx_status st = net->be->exec[l->op][dir](net->ctx[layer], l, a);
+    anx_status st = net->be->exec[l->op][dir](net->ctx[layer], l, &a);
     net->seconds[layer][dir] = now() - t0;
     if (!st) return 0;
     return fail(net, "%s %s on %s: %s", l->name, anx_dir_name(dir), net->be->name, st);
@@ -428,6 +457,12 @@ void anx_net_get_mask(const anx_net *net, int layer, float *plain)
 
 double anx_net_layer_seconds(const anx_net *net, int layer, anx_dir dir) { return net->seconds[layer][dir]; }
 double anx_net_adam_seconds(const anx_net *net) { return net->adam_seconds; }
+
+long long anx_net_scratch_bytes(const anx_net *net, int *layer)
+{
+    if (layer) *layer = net->scratch_layer;
+    return net->be->scratch_bytes ? (long long)net->scratch_bytes : -1;
+}
 
 long long anx_net_workspace_bytes(const anx_net *net, int layer)
 {

@@ -33,7 +33,9 @@ static void run_exec(const anx_backend *be, const anx_layer_desc *l, anx_dir dir
     a.target = in->target, a.loss = loss;
     if (dir == ANX_BWD_DATA) a.diff_src = v_be_buf(be, l, ANX_SRC);
     if (dir == ANX_BWD_WEIGHTS) a.diff_weights = v_be_buf(be, l, ANX_WEIGHTS), a.diff_bias = v_be_buf(be, l, ANX_BIAS);
+    if (!st) st = anx_backend_scratch_alloc(be, ctx, l, &a);
     if (!st) st = be->exec[l->op][dir](ctx, l, &a);
+    free(a.scratch);
     snprintf(failed, cap, "%s", st ? st : "");
     snprintf(impl, implcap, "%s", v_impl_of(be, ctx, l, dir));
     v_copy_str(algo, algocap, ctx && be->transform_algorithm ? be->transform_algorithm(ctx, l, dir) : NULL);

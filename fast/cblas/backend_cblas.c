@@ -122,7 +122,7 @@ static const char *cb_supports(const anx_layer_desc *l, anx_dir dir)
 }
 
 /* "cblas:openblas-0.3.21-pthread SkylakeX im2col 8.38 MiB": the library really loaded, its
- * kernels when it says, and for Conv2d the bytes of its im2col buffers (one per thread) */
+ * kernels when it says, and for Conv2d the bytes of scratch its im2col matrices need */
 static void impl_line(cb_ctx *c, const anx_layer_desc *l)
 {
     const cb_lib *L = lib();
@@ -136,8 +136,15 @@ static void impl_line(cb_ctx *c, const anx_layer_desc *l)
         snprintf(c->impl, sizeof c->impl, "cblas:%s sgemm%s", name, serial);
 }
 
-/* The im2col buffers of a Conv2d (one per thread that runs GEMMs); nothing else is held. */
+/* A ctx holds nothing beside the tensors: the im2col matrices are the call's scratch. */
 static size_t cb_workspace_bytes(void *ctx, const anx_layer_desc *l)
+{
+    (void)ctx, (void)l;
+    return 0;
+}
+
+/* The im2col matrices of a Conv2d, one per image computed at once; 0 for every other layer. */
+static size_t cb_scratch_bytes(void *ctx, const anx_layer_desc *l)
 {
     (void)l;
     return ctx ? ((const cb_ctx *)ctx)->col_floats * sizeof(float) : 0;
@@ -151,16 +158,8 @@ static anx_status cb_layer_create(void **ctx, const anx_layer_desc *l, int threa
     cb_ctx *c = calloc(1, sizeof *c);
     if (!c) return anx_status_oom("the cblas layer context", sizeof *c);
     c->threads = threads > 0 ? threads : omp_get_max_threads();
-    c->blas_threads = lib()->concurrent ? c->threads : 1; /* fixed: col has one slice per thread */
-    if (l->op == ANX_OP_CONV2D) {
-        c->col_floats = cb_col_floats(l) * (size_t)c->blas_threads;
-        c->col = malloc((c->col_floats ? c->col_floats : 1) * sizeof *c->col);
-        if (!c->col) {
-            const size_t bytes = c->col_floats * sizeof(float);
-            free(c);
-            return anx_status_oom("the cblas im2col buffers", bytes);
-        }
-    }
+    c->blas_threads = lib()->concurrent ? c->threads : 1; /* fixed: the scratch has one slice per thread */
+    if (l->op == ANX_OP_CONV2D) c->col_floats = cb_col_floats(l) * (size_t)cb_col_slices(l->n, c->blas_threads);
     if (lib()->error[0]) { /* loaded, and made serial before its first call */
         cb_layer_destroy(c);
         return lib()->error;
@@ -172,8 +171,6 @@ static anx_status cb_layer_create(void **ctx, const anx_layer_desc *l, int threa
 static void cb_layer_destroy(void *ctx)
 {
     cb_ctx *c = ctx;
-    if (!c) return;
-    free(c->col);
     free(c);
 }
 
@@ -217,15 +214,31 @@ static int cb_threads(const void *ctx)
 
 /* ---- exec wrappers: descriptor -> kernel arguments ---- */
 
-/* The ctx holds the im2col buffers and the thread count the library was made serial for. */
+/* The ctx holds the thread count the library was made serial for. */
 #define NEED_CTX(ctx) \
     if (!(ctx)) return "cblas: no layer context (make it with layer_create)"
+
+/* A Conv2d's im2col matrices: the call's scratch, NULL (with the status in *st) when it is short. */
+static float *conv_col(const cb_ctx *c, const anx_layer_desc *l, const anx_args *a, anx_status *st)
+{
+    static _Thread_local char why[160];
+    const size_t need = c->col_floats * sizeof(float);
+    *st = NULL;
+    if (a->scratch && a->scratch_bytes >= need) return a->scratch;
+    snprintf(why, sizeof why, "cblas: %s needs %zu bytes of scratch for its im2col matrices, got %zu", l->name,
+             need, a->scratch ? a->scratch_bytes : 0);
+    *st = why;
+    return NULL;
+}
 
 static anx_status conv2d_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a)
 {
     NEED_CTX(ctx);
     const cb_ctx *c = ctx;
-    anx_f32_conv2d_fwd__cblas_im2col(a->dst, a->src, a->weights, a->bias, c->col, l->n, l->ic, l->ih, l->iw, l->oc,
+    anx_status st;
+    float *col = conv_col(c, l, a, &st);
+    if (!col) return st;
+    anx_f32_conv2d_fwd__cblas_im2col(a->dst, a->src, a->weights, a->bias, col, l->n, l->ic, l->ih, l->iw, l->oc,
                                      l->oh, l->ow, l->kh, l->kw, l->stride, l->pad, c->blas_threads);
     return NULL;
 }
@@ -234,7 +247,10 @@ static anx_status conv2d_bwd_data(void *ctx, const anx_layer_desc *l, const anx_
 {
     NEED_CTX(ctx);
     const cb_ctx *c = ctx;
-    anx_f32_conv2d_bwd_data__cblas_col2im(a->diff_src, a->diff_dst, a->weights, c->col, l->n, l->ic, l->ih, l->iw,
+    anx_status st;
+    float *col = conv_col(c, l, a, &st);
+    if (!col) return st;
+    anx_f32_conv2d_bwd_data__cblas_col2im(a->diff_src, a->diff_dst, a->weights, col, l->n, l->ic, l->ih, l->iw,
                                           l->oc, l->oh, l->ow, l->kh, l->kw, l->stride, l->pad, c->blas_threads);
     return NULL;
 }
@@ -243,7 +259,10 @@ static anx_status conv2d_bwd_weights(void *ctx, const anx_layer_desc *l, const a
 {
     NEED_CTX(ctx);
     const cb_ctx *c = ctx;
-    anx_f32_conv2d_bwd_weights__cblas_im2col(a->diff_weights, a->diff_bias, a->src, a->diff_dst, c->col, l->n, l->ic,
+    anx_status st;
+    float *col = conv_col(c, l, a, &st);
+    if (!col) return st;
+    anx_f32_conv2d_bwd_weights__cblas_im2col(a->diff_weights, a->diff_bias, a->src, a->diff_dst, col, l->n, l->ic,
                                              l->ih, l->iw, l->oc, l->oh, l->ow, l->kh, l->kw, l->stride, l->pad,
                                              c->blas_threads);
     return NULL;
@@ -324,6 +343,7 @@ const anx_backend anx_backend_cblas = {
     .layer_destroy = cb_layer_destroy,
     .impl_name = cb_impl_name,
     .workspace_bytes = cb_workspace_bytes,
+    .scratch_bytes = cb_scratch_bytes,
     .tensor_floats = cb_tensor_floats,
     .tensor_import = cb_tensor_import,
     .tensor_export = cb_tensor_export,

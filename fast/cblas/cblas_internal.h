@@ -10,7 +10,9 @@
  * Every tensor is in ref's plain layout (NCHW, OIHW, [oc]), so import/export are copies and the
  * pooling, ReLU, dropout and loss kernels are ref's or the shared ones.  A convolution is a GEMM
  * per image over the im2col matrix col [ic*kh*kw][oh*ow]: the classic (Caffe) lowering, whose
- * price is that buffer, sized per layer and allocated once in layer_create.
+ * price is that buffer.  It holds nothing between calls, so it is the call's anx_args.scratch
+ * (scratch_bytes per layer): the step driver allocates one for the whole net, at the largest
+ * layer's need, instead of one per layer.
  */
 #ifndef ANX_CBLAS_INTERNAL_H
 #define ANX_CBLAS_INTERNAL_H
@@ -30,15 +32,18 @@ typedef struct cb_ctx {
     int threads;       /* the layer's thread count (<= 0: OpenMP's default at layer_create) */
     int blas_threads;  /* threads of the Conv2d/Linear kernels: threads, or 1 where the library
                           is not known to take concurrent calls (backend_cblas.c) */
-    float *col;        /* Conv2d: one im2col matrix per thread, col_floats in all; else NULL */
-    size_t col_floats;
+    size_t col_floats; /* Conv2d: the scratch its calls need, one im2col matrix per image
+                          computed at once (cb_col_slices); else 0 */
     char impl[256];    /* impl_name of a Conv2d: the library, the lowering and the buffer's size */
 } cb_ctx;
 
 /* Floats of the im2col buffer of conv layer l: [ic*kh*kw][oh*ow], one image at a time. */
 size_t cb_col_floats(const anx_layer_desc *l);
+/* im2col matrices the Conv2d kernels use at once with `threads` threads on n images:
+ * min(threads, n), at least 1 (fwd and bwd_data take one image per thread; bwd_weights one). */
+int cb_col_slices(int n, int threads);
 
-/* Conv2d, one function per direction; col holds `threads` im2col matrices (threads > 0). */
+/* Conv2d, one function per direction; col holds cb_col_slices(n, threads) im2col matrices. */
 void anx_f32_conv2d_fwd__cblas_im2col(float *dst, const float *src, const float *w, const float *b, float *col,
                                       int n, int ic, int ih, int iw, int oc, int oh, int ow, int kh, int kw,
                                       int stride, int pad, int threads);

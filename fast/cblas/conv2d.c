@@ -67,18 +67,21 @@ static void col2im(float *diff_src, const float *col, int ic, int ih, int iw, in
 
 size_t cb_col_floats(const anx_layer_desc *l) { return (size_t)l->ic * l->kh * l->kw * l->oh * l->ow; }
 
+int cb_col_slices(int n, int threads) { return n < 1 ? 1 : n < team(threads) ? n : team(threads); }
+
 /* Output rows of diff_w per serial sgemm in bwd_weights: a constant, so the tiles (and the
  * bits) do not depend on the thread count. */
 enum { CB_BWW_ROWS = 16 };
 
-/* fwd and bwd_data: one image per thread, each with its own col (col + thread * K P) */
+/* fwd and bwd_data: one image per thread, each with its own col (col + thread * K P); at most
+ * n threads, so the thread numbers stay below cb_col_slices(n, threads) */
 void anx_f32_conv2d_fwd__cblas_im2col(float *dst, const float *src, const float *w, const float *b, float *col,
                                       int n, int ic, int ih, int iw, int oc, int oh, int ow, int kh, int kw,
                                       int stride, int pad, int threads)
 {
     const int K = ic * kh * kw, P = oh * ow;
     if (P == 0) return; /* an empty output: nothing to write (and no valid leading dimension) */
-#pragma omp parallel for schedule(static) num_threads(team(threads))
+#pragma omp parallel for schedule(static) num_threads(cb_col_slices(n, threads))
     for (int i = 0; i < n; i++) {
         float *d = dst + (size_t)i * oc * P, *c = col + (size_t)omp_get_thread_num() * K * P;
         im2col(c, src + (size_t)i * ic * ih * iw, ic, ih, iw, oh, ow, kh, kw, stride, pad, 1);
@@ -97,7 +100,7 @@ void anx_f32_conv2d_bwd_data__cblas_col2im(float *diff_src, const float *diff_ds
         memset(diff_src, 0, (size_t)n * ic * ih * iw * sizeof *diff_src);
         return;
     }
-#pragma omp parallel for schedule(static) num_threads(team(threads))
+#pragma omp parallel for schedule(static) num_threads(cb_col_slices(n, threads))
     for (int i = 0; i < n; i++) {
         float *c = col + (size_t)omp_get_thread_num() * K * P;
         cb_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, P, oc, 1.0f, w, K, diff_dst + (size_t)i * oc * P, P,

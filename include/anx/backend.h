@@ -31,6 +31,13 @@ typedef struct anx_args {
     const float *mask;      /* Dropout: [n, oc] in DST layout, elements 0 or 1/(1-p) */
     const int64_t *target;  /* loss: [n] class indices in 0..oc_logits-1 */
     float *loss;            /* loss fwd: the scalar mean cross-entropy */
+    /* Scratch of the call (oneDNN's user scratchpad pattern): scratch_bytes bytes, 64-byte
+       aligned, at least the backend's scratch_bytes(ctx, l); undefined on entry and on return,
+       so one buffer may serve every layer of a net (the step driver allocates one, at the
+       largest layer's need), one call at a time: two nets, or two threads, need two.  NULL/0
+       for a backend without that slot. */
+    void *scratch;
+    size_t scratch_bytes;
 } anx_args;
 
 typedef struct anx_adam_hparams {
@@ -82,11 +89,15 @@ typedef struct anx_backend {
        harness (tests/backends) holds such rows to the bound instead of to bits, and anx verify
        judges them by that algorithm's derived bound (core/verify_wino.c).  Optional. */
     const char *(*transform_algorithm)(void *ctx, const anx_layer_desc *l, anx_dir dir);
-    /* Bytes the ctx of l holds beside the tensors, at the time of the call (im2col buffers,
-       scratchpads, reordered weights, pooling workspaces): what the backend costs in memory
-       beyond the network's tensors.  `anx step` prints it per layer.  Optional (NULL: not
+    /* Bytes the ctx of l holds beside the tensors, at the time of the call (oneDNN's
+       scratchpads, reordered weights, pooling workspaces; not the calls' scratch): what the
+       backend costs in memory beyond the network's tensors.  `anx step` prints it per layer.  Optional (NULL: not
        reported, which is not the same as 0). */
     size_t (*workspace_bytes)(void *ctx, const anx_layer_desc *l);
+    /* Bytes of anx_args.scratch every exec of ctx needs (cblas: its im2col matrices); nothing
+       in it is kept between calls, and it is not part of workspace_bytes.  An exec given less
+       returns a status.  Optional (NULL: no scratch). */
+    size_t (*scratch_bytes)(void *ctx, const anx_layer_desc *l);
     /* Floats needed by one tensor of this layer in this backend's layout (>= plain count).
        Padding elements must be imported as 0 and kept 0 by every exec (Adam runs over them). */
     size_t (*tensor_floats)(const anx_layer_desc *l, anx_slot slot);
@@ -137,6 +148,12 @@ typedef struct anx_backend {
 anx_status anx_status_oom(const char *what, size_t bytes);
 /* layer_create when the backend has one, else *ctx = NULL: the one way callers make a ctx. */
 anx_status anx_backend_layer_create(const anx_backend *be, void **ctx, const anx_layer_desc *l, int threads);
+
+/* For a caller that runs one layer's ctx alone (tests, anx-bench, verify; the step driver has
+ * one scratch per net): a->scratch = a new 64-byte aligned buffer of the backend's
+ * scratch_bytes(ctx, l), a->scratch_bytes its size (NULL and 0 when it needs none).  Release
+ * it with free(a->scratch).  NULL, or the out-of-memory status. */
+anx_status anx_backend_scratch_alloc(const anx_backend *be, void *ctx, const anx_layer_desc *l, anx_args *a);
 
 /* The backends compiled into this build, ref first; NULL-terminated. */
 const anx_backend *const *anx_backends(void);

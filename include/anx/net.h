@@ -78,10 +78,14 @@ void anx_net_get_mask(const anx_net *net, int layer, float *plain);
 double anx_net_layer_seconds(const anx_net *net, int layer, anx_dir dir);
 double anx_net_adam_seconds(const anx_net *net);
 
-/* Bytes the backend's context of a layer holds beside the tensors now (im2col buffers,
- * scratchpads: anx_backend.workspace_bytes; loss is layer ANX_NUM_LAYERS), or -1 when the
- * backend does not report it. */
+/* Bytes the backend's context of a layer holds beside the tensors now (scratchpads, reordered
+ * weights: anx_backend.workspace_bytes; not the net's scratch; loss is layer ANX_NUM_LAYERS),
+ * or -1 when the backend does not report it. */
 long long anx_net_workspace_bytes(const anx_net *net, int layer);
+/* Bytes of the one scratch buffer the net allocated for all its layers' calls (anx_args.scratch:
+ * the largest of the backend's scratch_bytes over the layers), *layer (when not NULL) the layer
+ * whose need sized it (-1: none needs any); -1 when the backend has no scratch_bytes. */
+long long anx_net_scratch_bytes(const anx_net *net, int *layer);
 
 /* *layer = the first layer (0-based, torchsummary order; ANX_NUM_LAYERS = the loss) whose forward
  * output holds a NaN or Inf after the last forward, or -1 when all are finite.  Costs one export

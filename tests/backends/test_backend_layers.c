@@ -258,6 +258,10 @@ static result run(const anx_backend *be, const anx_layer_desc *l, anx_dir dir, i
     float *out1 = loss_fwd ? NULL : tu_alloc(be->tensor_floats(l, o1), "output");
     float *out2 = dir == ANX_BWD_WEIGHTS ? tu_alloc(be->tensor_floats(l, ANX_BIAS), "output bias") : NULL;
     float *fwd_dst = NULL;
+    /* the scratch it asks for, NaN-filled and guarded: a backend writes no byte beyond its own need */
+    a.scratch_bytes = be->scratch_bytes ? be->scratch_bytes(ctx, l) : 0;
+    float *scratch = a.scratch_bytes ? tu_alloc((a.scratch_bytes + sizeof(float) - 1) / sizeof(float), "scratch") : NULL;
+    a.scratch = scratch;
     if (dir == ANX_FWD) a.dst = out1;
     if (dir == ANX_BWD_DATA) a.diff_src = out1;
     if (dir == ANX_BWD_WEIGHTS) a.diff_weights = out1, a.diff_bias = out2;
@@ -291,7 +295,7 @@ static result run(const anx_backend *be, const anx_layer_desc *l, anx_dir dir, i
         r.n2 = plain_count(l, ANX_BIAS);
         r.out2 = export_new(be, l, ANX_BIAS, out2);
     }
-    tu_free(out1), tu_free(out2), tu_free(fwd_dst); /* tu_free checks the guards */
+    tu_free(out1), tu_free(out2), tu_free(fwd_dst), tu_free(scratch); /* tu_free checks the guards */
     if (be->layer_destroy) be->layer_destroy(ctx);
     return r;
 }

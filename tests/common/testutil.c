@@ -191,7 +191,10 @@ void *tu_layer_create(const anx_backend *be, const anx_layer_desc *l, int thread
 
 int tu_exec(const anx_backend *be, void *ctx, const anx_layer_desc *l, anx_dir dir, const anx_args *a)
 {
-    anx_status st = be->exec[l->op][dir](ctx, l, a);
+    anx_args b = *a; /* a's scratch, else one for this call */
+    anx_status st = a->scratch ? NULL : anx_backend_scratch_alloc(be, ctx, l, &b);
+    if (!st) st = be->exec[l->op][dir](ctx, l, &b);
     TU_CHECKF(st == NULL, "%s %s %s: %s", be->name, l->name, anx_dir_name(dir), st);
+    if (!a->scratch) free(b.scratch);
     return st ? -1 : 0;
 }

@@ -55,7 +55,8 @@ static void bufs_free(bufs *b)
 
 static anx_args args_of(bufs *b)
 {
-    anx_args a = {b->t[0], b->t[1], b->t[2], b->t[3], b->t[4], b->t[5], b->t[6], b->t[7], b->mask, b->target, &b->loss};
+    anx_args a = {b->t[0], b->t[1], b->t[2], b->t[3], b->t[4], b->t[5], b->t[6], b->t[7], b->mask, b->target, &b->loss,
+                  NULL, 0}; /* ref needs no scratch */
     return a;
 }
 
