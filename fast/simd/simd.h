@@ -11,9 +11,13 @@
  * Layouts (a pure function of the descriptor, the slot and SV_W; nothing is padded):
  *   activation [n, C, H, W]  nChw{W}c when C % SV_W == 0, else plain NCHW (= nChw1c); for
  *                            H = W = 1 both are plain [n, C], so the fc part of the net is plain.
- *   conv weights             OIhw{cbi}i{W}o: [OC/W][IC/cbi][KH][KW][cbi][W], cbi the src block
- *                            (W or 1), so (kx, ci) is one contiguous index f = kx*cbi + ci in
- *                            both the weights and a src row.  OC must be a multiple of SV_W.
+ *   conv weights             OIhw{cbi}i{W}o by quads: [OC/(4W)][IC/cbi][KH][KW][cbi][nbq][W],
+ *                            the output channels in quads of up to 4 blocks of W (nbq = 4, or
+ *                            what is left in the last quad) interleaved per tap, which is the
+ *                            stream the conv fwd tile reads (4 weight vectors per tap, no
+ *                            per-call repacking); cbi the src block (W or 1), so (kx, ci) is one
+ *                            contiguous index f = kx*cbi + ci in both the weights and a src row.
+ *                            OC must be a multiple of SV_W.  sv_conv_w_off gives an element.
  *   linear weights           [OC][K] with K in the src activation's order
  *   bias                     [OC]
  *
@@ -66,7 +70,25 @@ static inline size_t sv_act_off(int c_total, int h_total, int w_total, int n, in
     return ((((size_t)n * (c_total / cb) + c / cb) * h_total + y) * w_total + x) * cb + c % cb;
 }
 
-/* Per-layer state: only the thread count (workspaces are allocated per call). */
+/* Blocks of W output channels in the quad of block ob (4, or fewer in the last quad). */
+static inline int sv_quad_blocks(int oc, int ob)
+{
+    const int left = oc / SV_W - ob / 4 * 4;
+    return left < 4 ? left : 4;
+}
+
+/* Offset of conv weight (o, c, ky, kx) of an [oc][ic][kh][kw] conv in the quad layout above;
+ * the next kx is sv_cb(ic) * sv_quad_blocks(oc, o / SV_W) * SV_W floats on. */
+static inline size_t sv_conv_w_off(int oc, int ic, int kh, int kw, int o, int c, int ky, int kx)
+{
+    const int cbi = sv_cb(ic), ob = o / SV_W;
+    const size_t w_bs = (size_t)ic * kh * kw * SV_W; /* floats of one output block */
+    const size_t tap = (((size_t)(c / cbi) * kh + ky) * kw + kx) * cbi + c % cbi;
+    return (size_t)(ob / 4 * 4) * w_bs + tap * sv_quad_blocks(oc, ob) * SV_W + (size_t)(ob % 4) * SV_W + o % SV_W;
+}
+
+/* Per-layer state: only the thread count (workspaces, e.g. bwd_data's transposed weights, are
+ * allocated per call). */
 typedef struct sv_ctx {
     int threads;
 } sv_ctx;
