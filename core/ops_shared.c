@@ -45,6 +45,25 @@ OPS_INLINE void relu_fwd_span(float *dst, const float *src, size_t lo, size_t hi
     for (size_t i = lo; i < hi; i++) dst[i] = src[i] < 0.0f ? 0.0f : src[i];
 }
 
+/* the same, counting the NaNs it writes ("x != x" only for NaN; no branch, so it vectorises) */
+OPS_INLINE size_t relu_fwd_nan_span(float *dst, const float *src, size_t lo, size_t hi)
+{
+    size_t nans = 0;
+    for (size_t i = lo; i < hi; i++) {
+        const float v = src[i] < 0.0f ? 0.0f : src[i];
+        dst[i] = v;
+        nans += v != v;
+    }
+    return nans;
+}
+
+OPS_INLINE size_t nan_span(const float *x, size_t lo, size_t hi)
+{
+    size_t nans = 0;
+    for (size_t i = lo; i < hi; i++) nans += x[i] != x[i];
+    return nans;
+}
+
 OPS_INLINE void relu_bwd_span(float *diff_src, const float *diff_dst, const float *dst, size_t lo, size_t hi)
 {
     for (size_t i = lo; i < hi; i++) {
@@ -62,6 +81,15 @@ OPS_INLINE void mul_span(float *out, const float *in, const float *mask, size_t 
 __attribute__((target("avx2"))) static void relu_fwd_span_avx2(float *dst, const float *src, size_t lo, size_t hi)
 {
     relu_fwd_span(dst, src, lo, hi);
+}
+__attribute__((target("avx2"))) static size_t relu_fwd_nan_span_avx2(float *dst, const float *src, size_t lo,
+                                                                     size_t hi)
+{
+    return relu_fwd_nan_span(dst, src, lo, hi);
+}
+__attribute__((target("avx2"))) static size_t nan_span_avx2(const float *x, size_t lo, size_t hi)
+{
+    return nan_span(x, lo, hi);
 }
 __attribute__((target("avx2"))) static void relu_bwd_span_avx2(float *diff_src, const float *diff_dst,
                                                                 const float *dst, size_t lo, size_t hi)
@@ -88,6 +116,34 @@ void anx_f32_relu_fwd__shared(float *dst, const float *src, size_t count, int th
         const size_t lo = c * CHUNK, hi = lo + CHUNK < count ? lo + CHUNK : count;
         OPS_PICK(avx2, relu_fwd_span, dst, src, lo, hi);
     }
+}
+
+size_t anx_f32_relu_fwd_nans__shared(float *dst, const float *src, size_t count, int threads)
+{
+    /* dst, src [count] */
+    const int avx2 = have_avx2();
+    const size_t nc = chunks(count);
+    size_t nans = 0;
+#pragma omp parallel for num_threads(team(threads)) schedule(static) reduction(+ : nans)
+    for (size_t c = 0; c < nc; c++) {
+        const size_t lo = c * CHUNK, hi = lo + CHUNK < count ? lo + CHUNK : count;
+        nans += OPS_PICK(avx2, relu_fwd_nan_span, dst, src, lo, hi);
+    }
+    return nans;
+}
+
+size_t anx_f32_count_nan__shared(const float *x, size_t count, int threads)
+{
+    /* x [count] */
+    const int avx2 = have_avx2();
+    const size_t nc = chunks(count);
+    size_t nans = 0;
+#pragma omp parallel for num_threads(team(threads)) schedule(static) reduction(+ : nans)
+    for (size_t c = 0; c < nc; c++) {
+        const size_t lo = c * CHUNK, hi = lo + CHUNK < count ? lo + CHUNK : count;
+        nans += OPS_PICK(avx2, nan_span, x, lo, hi);
+    }
+    return nans;
 }
 
 void anx_f32_relu_bwd_data__shared(float *diff_src, const float *diff_dst, const float *dst, size_t count,
@@ -118,9 +174,12 @@ void anx_f32_dropout__shared(float *out, const float *in, const float *mask, siz
 void anx_f32_maxpool_nan_wins__shared(float *dst, const float *src, const anx_layer_desc *l, anx_act_off_fn off,
                                       const void *src_lay, const void *dst_lay, size_t ns)
 {
-    size_t nans = 0;
-    for (size_t i = 0; i < ns; i++) nans += isnan(src[i]) != 0;
-    if (!nans) return;
+    if (anx_f32_count_nan__shared(src, ns, 1)) anx_f32_maxpool_nan_fix__shared(dst, src, l, off, src_lay, dst_lay);
+}
+
+void anx_f32_maxpool_nan_fix__shared(float *dst, const float *src, const anx_layer_desc *l, anx_act_off_fn off,
+                                     const void *src_lay, const void *dst_lay)
+{
     for (int n = 0; n < l->n; n++)
         for (int c = 0; c < l->oc; c++)
             for (int oy = 0; oy < l->oh; oy++)

@@ -88,6 +88,25 @@ static _Atomic uint64_t g_conversions[ANX_XSMM_CONVERT_KIND_COUNT];
 uint64_t anx_libxsmm_conversion_count(anx_xsmm_conv_kind kind) { return atomic_load(&g_conversions[kind]); }
 void anx_xsmm_conversion_counted(anx_xsmm_conv_kind kind) { atomic_fetch_add(&g_conversions[kind], 1); }
 
+/* ---- max pooling's NaN note (xsmm_internal.h) ---- */
+
+static _Thread_local struct {
+    const float *p;
+    size_t count;
+} g_nan_free;
+static _Atomic uint64_t g_nan_scans;
+
+void anx_xsmm_nan_free_note(const float *p, size_t count) { g_nan_free.p = p, g_nan_free.count = count; }
+void anx_xsmm_nan_free_forget(void) { g_nan_free.p = NULL, g_nan_free.count = 0; }
+int anx_xsmm_nan_free_take(const float *p, size_t count)
+{
+    const int noted = p && g_nan_free.p == p && g_nan_free.count == count;
+    anx_xsmm_nan_free_forget();
+    return noted;
+}
+uint64_t anx_libxsmm_nan_scans(void) { return atomic_load(&g_nan_scans); }
+void anx_xsmm_nan_scan_counted(void) { atomic_fetch_add(&g_nan_scans, 1); }
+
 /* ---- layouts: sizes, import, export ---- */
 
 static size_t xs_tensor_floats(const anx_layer_desc *l, anx_slot slot)
@@ -155,11 +174,13 @@ static void xs_convert(const anx_layer_desc *l, anx_slot slot, float *out, const
 
 static void xs_tensor_import(const anx_layer_desc *l, anx_slot slot, float *dst, const float *plain)
 {
+    anx_xsmm_nan_free_forget();
     xs_convert(l, slot, dst, plain, 1);
 }
 
 static void xs_tensor_export(const anx_layer_desc *l, anx_slot slot, float *plain, const float *src)
 {
+    anx_xsmm_nan_free_forget();
     xs_convert(l, slot, plain, src, 0);
 }
 
@@ -188,6 +209,7 @@ static libxsmm_dnn_err_t execute_st(xs_ctx *c, libxsmm_dnn_compute_kind kind, in
 anx_status anx_xsmm_run(const xs_job *j, const char *what)
 {
     xs_ctx *c = j->c;
+    anx_xsmm_nan_free_forget(); /* every LIBXSMM exec: the note was for the one just before */
     libxsmm_dnn_err_t first = LIBXSMM_DNN_SUCCESS;
     int team = c->threads;
 #pragma omp parallel num_threads(c->threads)
@@ -342,23 +364,31 @@ static const char *xs_supports(const anx_layer_desc *l, anx_dir dir)
 
 /* ---- the shared ops on LIBXSMM's buffers ---- */
 
+/* The shared ReLU, counting the NaNs it writes: none, and the next exec (the step's max pooling)
+ * need not scan dst for them (the note of xsmm_internal.h). */
 static anx_status relu_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a)
 {
-    return anx_relu_fwd__shared(a, xs_tensor_floats(l, ANX_DST), xs_threads(ctx));
+    const size_t count = xs_tensor_floats(l, ANX_DST);
+    anx_xsmm_nan_free_forget();
+    if (!anx_f32_relu_fwd_nans__shared(a->dst, a->src, count, xs_threads(ctx))) anx_xsmm_nan_free_note(a->dst, count);
+    return NULL;
 }
 
 static anx_status relu_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a)
 {
+    anx_xsmm_nan_free_forget();
     return anx_relu_bwd_data__shared(a, xs_tensor_floats(l, ANX_DST), xs_threads(ctx));
 }
 
 static anx_status dropout_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a)
 {
+    anx_xsmm_nan_free_forget();
     return anx_dropout_fwd__shared(a, xs_tensor_floats(l, ANX_DST), xs_threads(ctx));
 }
 
 static anx_status dropout_bwd_data(void *ctx, const anx_layer_desc *l, const anx_args *a)
 {
+    anx_xsmm_nan_free_forget();
     return anx_dropout_bwd_data__shared(a, xs_tensor_floats(l, ANX_DST), xs_threads(ctx));
 }
 
@@ -367,6 +397,7 @@ static anx_status dropout_bwd_data(void *ctx, const anx_layer_desc *l, const anx
 static anx_status loss_exec(const anx_layer_desc *l, const anx_args *a, int fwd)
 {
     const int n = l->n, c = l->ic;
+    anx_xsmm_nan_free_forget();
     if (anx_xsmm_blk(c) == c)
         return fwd ? anx_loss_fwd__shared(NULL, l, a) : anx_loss_bwd_data__shared(NULL, l, a);
     const size_t count = (size_t)n * (size_t)c;
@@ -400,6 +431,14 @@ static anx_status loss_bwd_data(void *ctx, const anx_layer_desc *l, const anx_ar
 {
     (void)ctx;
     return loss_exec(l, a, 0);
+}
+
+/* The shared Adam; it writes no activation, but the note is for the exec just before */
+static void xs_adam(float *param, const float *grad, float *exp_avg, float *exp_avg_sq, size_t n,
+                    const anx_adam_hparams *hp, int threads)
+{
+    anx_xsmm_nan_free_forget();
+    anx_adam__shared(param, grad, exp_avg, exp_avg_sq, n, hp, threads);
 }
 
 /* The scratch LIBXSMM asked for (bound once per handle), the pooling mask and recompute dst,
@@ -472,7 +511,7 @@ const anx_backend anx_backend_libxsmm = {
             [ANX_OP_DROPOUT] = {dropout_fwd, dropout_bwd_data, NULL},
             [ANX_OP_LOSS] = {loss_fwd, loss_bwd_data, NULL},
         },
-    .adam = anx_adam__shared,
+    .adam = xs_adam,
     .peak_isa = ANX_PEAK_BEST, /* LIBXSMM JITs for the best ISA of the CPU (or LIBXSMM_TARGET) */
     .train_rank = 0,           /* a comparison backend: never anx train's default */
     /* LIBXSMM's weight update splits the minibatch over threads and reduces the per-thread

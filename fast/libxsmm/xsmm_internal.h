@@ -48,6 +48,21 @@ typedef enum anx_xsmm_conv_kind {
 uint64_t anx_libxsmm_conversion_count(anx_xsmm_conv_kind kind);
 void anx_xsmm_conversion_counted(anx_xsmm_conv_kind kind);
 
+/* Max pooling's NaN scan, skipped where it would only repeat a count the backend just made.
+ * LIBXSMM's pooling drops NaN where PyTorch lets it win, so a pool fwd must know whether its src
+ * holds one.  In the step, src is the ReLU's dst, and the ReLU counts the NaNs it writes in the
+ * pass that writes them (anx_f32_relu_fwd_nans__shared), so it leaves a note "these count floats
+ * at p hold no NaN".  The note lives on the calling thread for exactly one exec: the next exec of
+ * any kind, an import or an Adam update forgets it, and only a pool fwd whose src is that p and
+ * that size takes it (once) instead of scanning.  The caveat, like the pooling mask's: a caller
+ * that rewrites the ReLU's dst in place, outside the backend, between the ReLU and the pool. */
+void anx_xsmm_nan_free_note(const float *p, size_t count);
+int anx_xsmm_nan_free_take(const float *p, size_t count); /* was p noted just before?  Forgets. */
+void anx_xsmm_nan_free_forget(void);
+/* How many pool fwds scanned their src for NaN (a step's three pools take the ReLU's note). */
+uint64_t anx_libxsmm_nan_scans(void);
+void anx_xsmm_nan_scan_counted(void);
+
 /* "<layer>: LIBXSMM <call>: <libxsmm_dnn_get_error(e)>" in a thread-local buffer. */
 anx_status anx_xsmm_status(const anx_layer_desc *l, const char *call, libxsmm_dnn_err_t e);
 /* Errors only: LIBXSMM's warnings (>= 90000 and < 100000) are not failures. */

@@ -22,6 +22,11 @@
 
 /* dst = src < 0 ? +0 : src over count floats: -0 and NaN pass unchanged, as torch.relu. */
 void anx_f32_relu_fwd__shared(float *dst, const float *src, size_t count, int threads);
+/* The same ReLU (the same bits), returning how many NaNs it wrote: free in the pass that writes
+ * them, so a backend whose max pooling must look for NaN (below) can know its input has none. */
+size_t anx_f32_relu_fwd_nans__shared(float *dst, const float *src, size_t count, int threads);
+/* How many of x's count floats are NaN. */
+size_t anx_f32_count_nan__shared(const float *x, size_t count, int threads);
 /* diff_src = dst <= 0 ? +0 : diff_dst (threshold_backward on the forward output; a NaN output
  * passes the gradient). */
 void anx_f32_relu_bwd_data__shared(float *diff_src, const float *diff_dst, const float *dst, size_t count,
@@ -57,6 +62,9 @@ typedef size_t (*anx_act_off_fn)(const void *lay, int n, int c, int y, int x);
  * a NaN (rare: a corrupt weight must not pass silently).  Layouts: off(src_lay / dst_lay, ...). */
 void anx_f32_maxpool_nan_wins__shared(float *dst, const float *src, const anx_layer_desc *l, anx_act_off_fn off,
                                       const void *src_lay, const void *dst_lay, size_t ns);
+/* Its window pass alone, for a caller that knows src holds a NaN (its own, threaded count). */
+void anx_f32_maxpool_nan_fix__shared(float *dst, const float *src, const anx_layer_desc *l, anx_act_off_fn off,
+                                     const void *src_lay, const void *dst_lay);
 
 /* PyTorch 1.13 Adam over n floats in place, the anx_backend.adam slot: in float32 in PyTorch's
  * order (two fused multiply-adds), scalars in double from the decimal the user typed.  AVX2+FMA
