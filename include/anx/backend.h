@@ -86,8 +86,8 @@ typedef struct anx_backend {
        that the exact tier (integer data sums exactly in any order) and the gamma_K bounds of
        DESIGN section 5 are its error model; else the name of the algorithm whose transforms
        round on their own ("Winograd F(4x4,3x3)": even integer data comes out inexact).  The
-       harness (tests/backends) holds such rows to the bound instead of to bits, and anx verify
-       judges them by that algorithm's derived bound (core/verify_wino.c).  Optional. */
+       harness (tests/backends) holds such rows to a bound instead of to bits, and it and anx
+       verify judge them by that algorithm's derived bound (core/verify_wino.c).  Optional. */
     const char *(*transform_algorithm)(void *ctx, const anx_layer_desc *l, anx_dir dir);
     /* Bytes the ctx of l holds beside the tensors, at the time of the call (oneDNN's
        scratchpads, reordered weights, pooling workspaces; not the calls' scratch): what the
