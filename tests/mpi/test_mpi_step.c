@@ -11,15 +11,9 @@
  *           the backward pass is linear in it, so every rank's terms are the one process's terms
  *           times local/B, exactly);
  *   bounded the parameter gradients, the loss, Adam's moments and the parameters after Adam.  The
- *           sums over the batch are split: one process adds all K terms t of an element (K =
- *           B*OH*OW for a conv weight, B for a linear one), each rank adds its K_r and the
- *           allreduce adds the N partial sums P_r.  Each float sum of K terms is within gamma_K * M
- *           of the exact one, M = sum |t| (Higham 3.1, gamma_K = K u / (1 - K u), u = 2^-24); the
- *           allreduce's N - 1 adds (in any order) are within gamma_{N-1} sum |P_r| <=
- *           gamma_{N-1} (1 + gamma_K) M, and for N = 2 its one add within u |P_0 + P_1| <=
- *           u (|g_one| + 2 gamma_K M), so
- *             |g_mpi - g_one| <= 2 gamma_K M + that
- *           M comes from ref's own bwd_weights run on |input| and |grad_out| of the one-process
+ *           sums over the batch are split: mpi_bound.h derives |g_mpi - g_one| <= 2 gamma_K M +
+ *           the allreduce's adds, M = sum |t| over the element's K terms, from ref's own
+ *           bwd_weights run on |input| and |grad_out| of the one-process
  *           dump.  Adam at t = 1 maps g to m = 0.1 g, v = 0.001 g^2 and p -= lr g / (|g| + eps)
  *           (bias corrections cancel), monotone in g: the parameters' bound is that map's spread
  *           over [g - d, g + d] plus Adam's own float roundings (a few u of lr and of |p|).
@@ -35,14 +29,13 @@
 #include "anx/dist.h"
 #include "anx/model.h"
 #include "anx/safetensors.h"
+#include "mpi_bound.h"
 #include "mpi_test.h"
 #include "testutil.h"
 
 static const char *anx;
 static char dir[256];
-static const double U = 1.0 / 16777216.0; /* float32 unit roundoff */
-
-static double gamma_k(double k) { return k * U / (1 - k * U); }
+static const double U = MPI_U;
 
 static int run(const char *prefix, const char *args)
 {
@@ -93,26 +86,21 @@ static void expect_bitwise(const anx_st_file *one, const anx_st_file *two, const
  * on two hosts talk: the release build runs N = 2 over shared memory and N = 3 over TCP
  * (test_mpi_step, label slow), the sweep tier the other two (test_mpi_step_more). */
 
-/* M = sum |t| per gradient element of a layer's weight and bias: ref's bwd_weights on |src|, |diff_dst| */
+/* M = sum |t| per gradient element of a layer's weight and bias, from the one-process dump */
 static void magnitudes(const anx_model *m, int layer, const anx_st_file *one, float *mw, float *mb)
 {
     const anx_layer_desc *l = &m->layers[layer];
     char name[64];
-    size_t ns, nd;
+    size_t ns = 0, nd = 0;
     if (layer == 0) snprintf(name, sizeof name, "input");
     else snprintf(name, sizeof name, "out.%s", m->layers[layer - 1].name);
     double *src = get(one, name, &ns);
     snprintf(name, sizeof name, "grad_out.%s", l->name);
     double *dd = get(one, name, &nd);
     float *s = malloc(ns * sizeof(float)), *d = malloc(nd * sizeof(float));
-    for (size_t i = 0; src && i < ns; i++) s[i] = (float)fabs(src[i]);
-    for (size_t i = 0; dd && i < nd; i++) d[i] = (float)fabs(dd[i]);
-    const anx_backend *ref = anx_backend_reference();
-    void *ctx = tu_layer_create(ref, l, 1);
-    anx_args a = {0};
-    a.src = s, a.diff_dst = d, a.diff_weights = mw, a.diff_bias = mb;
-    tu_exec(ref, ctx, l, ANX_BWD_WEIGHTS, &a);
-    if (ctx && ref->layer_destroy) ref->layer_destroy(ctx);
+    for (size_t i = 0; src && i < ns; i++) s[i] = (float)src[i];
+    for (size_t i = 0; dd && i < nd; i++) d[i] = (float)dd[i];
+    if (src && dd) mpi_magnitudes(l, s, ns, d, nd, mw, mb);
     free(src), free(dd), free(s), free(d);
 }
 
@@ -123,7 +111,7 @@ static void expect_param(const anx_st_file *one, const anx_st_file *two, const a
     const float lr = 1e-3f; /* anx step's default */
     const anx_param_info *pi = &m->params[p];
     const anx_layer_desc *l = &m->layers[pi->layer];
-    const double K = (double)batch * l->oh * l->ow; /* terms per element: every sample and position */
+    const double K = mpi_terms(l, batch);
     char name[96];
     size_t n = 0, k;
     snprintf(name, sizeof name, "grad.%s", pi->name);
@@ -138,9 +126,7 @@ static void expect_param(const anx_st_file *one, const anx_st_file *two, const a
     float *f = malloc(n * sizeof(float));
     if (g1 && g2 && m1 && m2 && v1 && v2 && p1 && p2) {
         for (size_t i = 0; i < n; i++) {
-            const double gk = gamma_k(K), g = g1[i],
-                         add = N == 2 ? U * (fabs(g) + 2 * gk * M[i]) : gamma_k(N - 1) * (1 + gk) * M[i],
-                         d = 2 * gk * M[i] + add;
+            const double g = g1[i], d = mpi_grad_bound(g, M[i], K, N);
             bg[i] = d;
             bm[i] = 0.1 * d * (1 + 2 * U) + 2 * U * fabs(m1[i]);
             bv[i] = 0.001 * (2 * fabs(g) + d) * d * (1 + 4 * U) + 4 * U * fabs(v1[i]);
@@ -188,7 +174,7 @@ static void compare(const char *fone, const char *ftwo, int batch)
     size_t n1, n2;
     double *l1 = get(&one, "loss", &n1), *l2 = get(&two, "loss", &n2);
     if (l1 && l2) { /* per-sample losses >= 0: M = B * loss; the ranks' means, times local, add in double */
-        double bound = (2 * gamma_k(batch) + 3 * U) * fabs(l1[0]);
+        double bound = (2 * mpi_gamma(batch) + 3 * U) * fabs(l1[0]);
         tu_expect_within((float[]){(float)l2[0]}, l1, &bound, 1, "loss");
     }
     free(l1), free(l2);
