@@ -13,6 +13,9 @@
  *  3. a rank that fails alone (an unreadable picture in rank 1's slice) ends every rank within
  *     the timeout, exit non-zero, one line from anx naming rank 1 and the file, no checkpoint.
  *  4. --batch 3 at np 2 is refused with one line, exit 2.
+ *  5. (argument "uneven", the sweep tier's test_mpi_train_more) the uneven world: a short batch
+ *     of 4 split 2 + 1 + 1 over 3 ranks, its Adam state against one process (check_uneven).
+ * argv[2] lists the parts: equal (1, 2), failure (3, 4), uneven (5); default equal,failure.
  * Skipped (77) without mpirun or in a build without MPI. */
 #include <math.h>
 #include <stdlib.h>
@@ -136,13 +139,14 @@ static float *ck_f32(const anx_st_file *f, const char *name, size_t n)
 }
 
 typedef struct replay {
+    int batch, first, ranks, steps; /* --batch, images in its first batch, ranks of the run compared, steps (1 or 2) */
     anx_net *net;                                  /* the net of the step that ran last */
-    float *da[ANX_NUM_PARAMS], *dv[ANX_NUM_PARAMS]; /* step 1's Da and Dv, rounded up */
+    float *da[ANX_NUM_PARAMS], *dv[ANX_NUM_PARAMS]; /* step 1's Da and Dv (Dm1 and Dv1 if 1 step), rounded up */
     double worst[2];                               /* max |np 2 - one| / bound of m and v */
 } replay;
 
-/* Da and Dv of parameter q, whose gradient elements have magnitudes M over K terms; the net
- * holds step 1's gradient g1 and, after its Adam, m1 and v1. */
+/* Da and Dv of parameter q (Dm1 and Dv1 when step 1 is the last), whose gradient elements have
+ * magnitudes M over K terms; the net holds step 1's gradient g1 and, after its Adam, m1 and v1. */
 static void step1_bounds(replay *r, int q, const float *M, double K)
 {
     const double b1 = 0.9f, c1 = (float)(1.0 - 0.9), b2 = 0.999f, c2 = (float)(1.0 - 0.999);
@@ -155,11 +159,11 @@ static void step1_bounds(replay *r, int q, const float *M, double K)
         anx_net_get_state(r->net, ANX_EXP_AVG, q, m1);
         anx_net_get_state(r->net, ANX_EXP_AVG_SQ, q, v1);
         for (size_t i = 0; i < n; i++) {
-            const double a = fabs(g1[i]), d = mpi_grad_bound(g1[i], M[i], K, 2);
+            const double a = fabs(g1[i]), d = mpi_grad_bound(g1[i], M[i], K, r->ranks);
             const double dm1 = c1 * d + U * c1 * (2 * a + d);
             const double dv1 = c2 * d * (2 * a + d) + 3 * U * c2 * ((a + d) * (a + d) + a * a);
-            r->da[q][i] = round_up(b1 * dm1 + U * b1 * (2 * fabs(m1[i]) + dm1));
-            r->dv[q][i] = round_up(b2 * dv1 + U * b2 * (2 * (double)v1[i] + dv1));
+            r->da[q][i] = round_up(r->steps == 1 ? dm1 : b1 * dm1 + U * b1 * (2 * fabs(m1[i]) + dm1));
+            r->dv[q][i] = round_up(r->steps == 1 ? dv1 : b2 * dv1 + U * b2 * (2 * (double)v1[i] + dv1));
         }
     }
     free(g1), free(m1), free(v1);
@@ -221,8 +225,8 @@ static int replay_tail(replay *r)
     return 0;
 }
 
-/* anx train alone on data's 5 pictures at --batch 4, replayed: step 1 on the net of 4 (then each
- * parameter's Da, Dv), step 2 on the net of 1.  r->net ends as the net of 1.  0 / -1. */
+/* anx train alone on data's pictures at --batch r->batch, replayed: step 1 on a net of r->first
+ * (then each parameter's Da, Dv), step 2 (if r->steps is 2) on a net of 1.  0 / -1. */
 static int replay_run(replay *r, const char *data)
 {
     char err[512] = "", path[2200];
@@ -232,15 +236,15 @@ static int replay_run(replay *r, const char *data)
         TU_CHECKF(0, "replay: %s", err);
         return -1;
     }
-    const anx_loader_config lc = {FULL, 1, SEED, 227, 0, 0, 1, 0}; /* anx train's, alone */
+    const anx_loader_config lc = {r->batch, 1, SEED, 227, 0, 0, 1, 0}; /* anx train's, alone */
     anx_loader *ld = anx_loader_create(&d, &lc, err, sizeof err);
-    float *x = malloc((size_t)FULL * 3 * 227 * 227 * sizeof(float)), *mw = NULL;
-    int64_t y[FULL];
+    float *x = malloc((size_t)r->batch * 3 * 227 * 227 * sizeof(float)), *mw = NULL;
+    int64_t y[8];
     int count = 0, rc = -1;
-    const anx_model_config cfg = {3, d.n_classes, FULL, 227};
+    const anx_model_config cfg = {3, d.n_classes, r->first, 227}; /* alone, a short batch's net */
     r->net = ld && x ? anx_net_create(anx_backend_reference(), &cfg, 1, err, sizeof err) : NULL;
     if (!r->net || anx_net_init_params(r->net, SEED) || anx_loader_start_epoch(ld, 0, err, sizeof err) ||
-        anx_loader_next(ld, x, y, &count, err, sizeof err) != 1 || count != FULL) {
+        anx_loader_next(ld, x, y, &count, err, sizeof err) != 1 || count != r->first) {
         TU_CHECKF(0, "replay: the full batch: %s (%d images)", err[0] || !r->net ? err : anx_net_error(r->net), count);
         goto done;
     }
@@ -254,9 +258,13 @@ static int replay_run(replay *r, const char *data)
         TU_CHECKF(mw, "out of memory for %s's magnitudes", m->layers[layer].name);
         if (!mw) goto done;
         layer_magnitudes(r, x, layer, mw, mw + m->params[p].count);
-        step1_bounds(r, p, mw, mpi_terms(&m->layers[layer], FULL));
-        step1_bounds(r, p + 1, mw + m->params[p].count, mpi_terms(&m->layers[layer], FULL));
+        step1_bounds(r, p, mw, mpi_terms(&m->layers[layer], r->first));
+        step1_bounds(r, p + 1, mw + m->params[p].count, mpi_terms(&m->layers[layer], r->first));
         free(mw), mw = NULL;
+    }
+    if (r->steps == 1) {
+        rc = 0;
+        goto done;
     }
     if (replay_tail(r) || anx_loader_next(ld, x, y, &count, err, sizeof err) != 1 || count != 1) {
         TU_CHECKF(0, "replay: the last batch: %s (%d images, want 1)", err, count);
@@ -272,7 +280,7 @@ done:
     return rc;
 }
 
-/* Parameter q of the np 2 checkpoint two against the one-process checkpoint one and the replay. */
+/* Parameter q of the np N checkpoint two against the one-process checkpoint one and the replay. */
 static void check_param(const anx_st_file *one, const anx_st_file *two, replay *r, int q)
 {
     static const char *const prefix[3] = {"", "adam.exp_avg.", "adam.exp_avg_sq."};
@@ -295,13 +303,14 @@ static void check_param(const anx_st_file *one, const anx_st_file *two, replay *
                 for (size_t i = 0; i < n; i++) tiny += !(fabsf(a[i]) >= 0x1p-60f);
                 TU_CHECKF(tiny == 0, "%s: %zu elements below 2^-60 (init from seed %d has zeros): --lr 1e-30 moves them",
                           pi->name, tiny, SEED);
-                snprintf(name, sizeof name, "%s (np 2 against one process)", pi->name);
+                snprintf(name, sizeof name, "%s (np %d against one process)", pi->name, r->ranks);
                 tu_expect_bitwise(b, a, n, name);
             } else {
                 const float *D = s == 1 ? r->da[q] : r->dv[q];
-                for (size_t i = 0; i < n; i++)
-                    want[i] = a[i], bound[i] = (1 + U) * D[i] + 2 * U * fabs(want[i]) / (1 - U) + 16 * MPI_ETA;
-                snprintf(name, sizeof name, "%s%s (np 2 against one process)", prefix[s], pi->name);
+                for (size_t i = 0; i < n; i++) /* one step: D is m1's and v1's bound itself */
+                    want[i] = a[i], bound[i] = (r->steps == 1 ? D[i] : (1 + U) * D[i] + 2 * U * fabs(want[i]) / (1 - U)) +
+                                               16 * MPI_ETA;
+                snprintf(name, sizeof name, "%s%s (np %d against one process)", prefix[s], pi->name, r->ranks);
                 tu_expect_within(b, want, bound, n, name);
                 for (size_t i = 0; i < n; i++) /* how close to its bound the closest element came */
                     if (bound[i] > 0 && fabs(b[i] - want[i]) / bound[i] > r->worst[s - 1])
@@ -313,13 +322,12 @@ static void check_param(const anx_st_file *one, const anx_st_file *two, replay *
     free(mine), free(want), free(bound);
 }
 
-/* The Adam state of the np 2 checkpoint ftwo against the one-process one fone (see above). */
-static void check_adam_state(const char *data, const char *fone, const char *ftwo)
+/* The Adam state of the np N checkpoint ftwo against the one-process one fone (see above); r
+ * says the run (batch, first, ranks, steps). */
+static void check_adam_state(const char *data, const char *fone, const char *ftwo, replay r)
 {
     anx_st_file one, two;
     char err[512];
-    replay r;
-    memset(&r, 0, sizeof r);
     if (anx_st_read(&one, fone, err, sizeof err)) {
         TU_CHECKF(0, "%s", err);
         return;
@@ -333,9 +341,9 @@ static void check_adam_state(const char *data, const char *fone, const char *ftw
     const clock_t c0 = clock();
     if (replay_run(&r, data) == 0)
         for (int q = 0; q < ANX_NUM_PARAMS; q++) check_param(&one, &two, &r, q);
-    printf("Adam state at np 2 against one process: worst |difference| / bound %.3g (exp_avg), %.3g (exp_avg_sq); "
+    printf("Adam state at np %d against one process: worst |difference| / bound %.3g (exp_avg), %.3g (exp_avg_sq); "
            "replayed and compared in %.1f s (%.1f s CPU)\n",
-           r.worst[0], r.worst[1], now() - t0, (double)(clock() - c0) / CLOCKS_PER_SEC);
+           r.ranks, r.worst[0], r.worst[1], now() - t0, (double)(clock() - c0) / CLOCKS_PER_SEC);
     for (int q = 0; q < ANX_NUM_PARAMS; q++) free(r.da[q]), free(r.dv[q]);
     anx_net_destroy(r.net);
     anx_st_free(&one);
@@ -376,7 +384,7 @@ static void check_equal_and_resume(void)
     cJSON_Delete(a);
     cJSON_Delete(b);
     snprintf(args, sizeof args, "%s/five", dir);
-    check_adam_state(args, ck1, ck);
+    check_adam_state(args, ck1, ck, (replay){.batch = FULL, .first = FULL, .ranks = 2, .steps = 2});
     /* the np 2 checkpoint, continued by one process */
     /* on the default backend: the checkpoint is the model's, not the backend's (and ref is slow) */
     snprintf(args, sizeof args, "train --data %s/five %s --epochs 2 --resume %s --metrics %s", dir, common, ck, m2);
@@ -384,6 +392,32 @@ static void check_equal_and_resume(void)
     cJSON *c = metrics_epoch(m2, 2);
     TU_CHECKF(c && num(c, "step") == 4 && num(c, "ranks") == 1, "epoch 2 after --resume at np 1 missing or wrong");
     cJSON_Delete(c);
+}
+
+/* The uneven world (sweep tier): 4 pictures of 4 classes at --batch 6, np 3 (--oversubscribe).
+ * The epoch is one short batch, 4 = 2 + 1 + 1, weights 1/2, 1/4, 1/4 (exact: every rank's terms
+ * are the one process's), on nets of 2, 1 and 1 beside the one process's net of 4, masks at
+ * offsets 0, 2, 3.  One step: the moments are m1 and v1, within Dm1 and Dv1 of above (N = 3). */
+static void check_uneven(void)
+{
+    char args[4096], out[65536], ck1[300], ck3[300];
+    snprintf(args, sizeof args, "flowers --out %s/four --per-class 1 --val 1 --seed 5", dir);
+    TU_CHECK(run("", args, out, sizeof out) == 0);
+    snprintf(args, sizeof args, "rm -r '%s/four/train/tulips' '%s/four/val/tulips'", dir, dir); /* 4 classes */
+    TU_CHECK(system(args) == 0);
+    snprintf(ck1, sizeof ck1, "%s/four1.safetensors", dir);
+    snprintf(ck3, sizeof ck3, "%s/four3.safetensors", dir);
+    char common[512];
+    snprintf(common, sizeof common, "--data %s/four --backend %s --batch 6 --seed %d --lr %g --threads 1 --epochs 1",
+             dir, TU_REF, SEED, (double)TINY_LR);
+    snprintf(args, sizeof args, "train %s --checkpoint %s", common, ck1);
+    TU_CHECK(run("", args, out, sizeof out) == 0);
+    snprintf(args, sizeof args, "train %s --checkpoint %s", common, ck3);
+    const int rc = run("timeout 600 mpirun -np 3 --oversubscribe --bind-to none --mca btl self,vader", args, out,
+                       sizeof out);
+    TU_CHECKF(rc == 0, "mpirun -np 3 exited %d", rc);
+    snprintf(args, sizeof args, "%s/four", dir);
+    if (rc == 0) check_adam_state(args, ck1, ck3, (replay){.batch = 6, .first = 4, .ranks = 3, .steps = 1});
 }
 
 static void check_failure(void)
@@ -429,24 +463,38 @@ static void check_failure(void)
     TU_CHECKF(rc == 2 && strstr(out, "--batch 3 does not divide by the 2 ranks"), "--batch 3 at np 2: exit %d", rc);
 }
 
+/* part is in the list (argv[2], default equal,failure; ANX_TEST_MPI_ONLY=part runs that one only,
+ * even a slow one under the sanitizers) and may run here. */
+static int wanted(const char *list, const char *only, const char *part, int slow)
+{
+    if (only) return !strcmp(only, part);
+    if (!strstr(list, part)) return 0;
+    if (slow && tu_sanitized())
+        printf("%s: skipped under the sanitizers (ref trains ~8x slower; the release build runs it, "
+               "ANX_TEST_MPI_ONLY=%s here)\n", part, part);
+    return !(slow && tu_sanitized());
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: test_mpi_train path/to/anx\n");
+        fprintf(stderr, "usage: test_mpi_train path/to/anx [equal,failure,uneven]\n");
         return 2;
     }
     anx = argv[1];
+    const char *list = argc > 2 ? argv[2] : "equal,failure", *only = getenv("ANX_TEST_MPI_ONLY");
     const int skip = mpi_test_prepare("test_mpi_train", dir, sizeof dir);
     if (skip) return skip;
-    const char *only = getenv("ANX_TEST_MPI_ONLY"); /* equal (even under the sanitizers) | failure */
-    if (tu_sanitized() && !(only && !strcmp(only, "equal")))
-        printf("equality and resume: skipped under the sanitizers (ref trains ~8x slower; the release build runs it, "
-               "ANX_TEST_MPI_ONLY=equal here)\n");
-    else if (!only || !strcmp(only, "equal"))
-        check_equal_and_resume();
-    if (!only || !strcmp(only, "failure")) check_failure();
+    int ran = 0;
+    if (wanted(list, only, "equal", 1)) check_equal_and_resume(), ran++;
+    if (wanted(list, only, "uneven", 1)) check_uneven(), ran++;
+    if (wanted(list, only, "failure", 0)) check_failure(), ran++;
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (tu_failed == 0 && system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+    if (!ran) {
+        printf("test_mpi_train: skipped: no part of '%s' runs here\n", only ? only : list);
+        return 77;
+    }
     return tu_finish("test_mpi_train");
 }
