@@ -167,6 +167,7 @@ static void run_file(const char *path, famstat *fs, int measure)
         else
             TU_CHECKF(row->verdict == ANX_PASSED, "%s %s: %s %s", g.base, row->tensor, anx_verdict_name(row->verdict), row->reason);
         f->mistrusted += row->verdict == ANX_MISTRUSTED;
+        if (row->verdict == ANX_MISTRUSTED) printf("  MISTRUSTED %s: %s\n", row->tensor, row->reason);
         f->elem_rel = fmax(f->elem_rel, row->max_rel);
         f->n++;
         digest_agreement(f, &r.t[i], &g);
