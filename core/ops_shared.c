@@ -132,7 +132,8 @@ size_t anx_f32_relu_fwd_nans__shared(float *dst, const float *src, size_t count,
     return nans;
 }
 
-size_t anx_f32_count_nan__shared(const float *x, size_t count, int threads)
+/* How many of x's count floats are NaN. */
+static size_t count_nan(const float *x, size_t count, int threads)
 {
     /* x [count] */
     const int avx2 = have_avx2();
@@ -172,14 +173,9 @@ void anx_f32_dropout__shared(float *out, const float *in, const float *mask, siz
 }
 
 void anx_f32_maxpool_nan_wins__shared(float *dst, const float *src, const anx_layer_desc *l, anx_act_off_fn off,
-                                      const void *src_lay, const void *dst_lay, size_t ns)
+                                      const void *src_lay, const void *dst_lay, size_t ns, int threads)
 {
-    if (anx_f32_count_nan__shared(src, ns, 1)) anx_f32_maxpool_nan_fix__shared(dst, src, l, off, src_lay, dst_lay);
-}
-
-void anx_f32_maxpool_nan_fix__shared(float *dst, const float *src, const anx_layer_desc *l, anx_act_off_fn off,
-                                     const void *src_lay, const void *dst_lay)
-{
+    if (!count_nan(src, ns, threads)) return;
     for (int n = 0; n < l->n; n++)
         for (int c = 0; c < l->oc; c++)
             for (int oy = 0; oy < l->oh; oy++)

@@ -111,9 +111,8 @@ static void nan_wins(const xs_ctx *c, const float *src, float *dst, int nan_free
     const anx_layer_desc *l = &c->l;
     if (nan_free) return;
     anx_xsmm_nan_scan_counted();
-    if (!anx_f32_count_nan__shared(src, anx_desc_plain_count(l, ANX_SRC), c->threads)) return;
     const int sl[3] = {l->ic, l->ih, l->iw}, dl[3] = {l->oc, l->oh, l->ow};
-    anx_f32_maxpool_nan_fix__shared(dst, src, l, act_off, sl, dl);
+    anx_f32_maxpool_nan_wins__shared(dst, src, l, act_off, sl, dl, anx_desc_plain_count(l, ANX_SRC), c->threads);
 }
 
 /* LIBXSMM's AVX-512 pooling kernels write dst (fwd) and diff_src (bwd) with streaming stores

@@ -96,14 +96,15 @@ static size_t md_off(const void *md, int n, int c, int y, int x) { return act_of
 
 /* oneDNN 2.6's max pooling drops NaN (an all-NaN window gives -FLT_MAX, a NaN beside numbers is
  * ignored: measured), where PyTorch lets a NaN win (the last one in the window, as ref), so a
- * corrupt weight would pass silently.  When src holds a NaN (one scan; rare), the windows that
- * read one get it.  The backward still follows oneDNN's workspace there (a documented gap). */
-static void nan_wins(const anx_layer_desc *l, const float *src, float *dst)
+ * corrupt weight would pass silently.  When src holds a NaN (one threaded scan; rare), the
+ * windows that read one get it.  The backward still follows oneDNN's workspace there (a documented gap). */
+static void nan_wins(const anx_layer_desc *l, const float *src, float *dst, int threads)
 {
     dnnl_memory_desc_t smd, dmd;
     anx_onednn_act_md(&smd, l->n, l->ic, l->ih, l->iw);
     anx_onednn_act_md(&dmd, l->n, l->oc, l->oh, l->ow);
-    anx_f32_maxpool_nan_wins__shared(dst, src, l, md_off, &smd, &dmd, dnnl_memory_desc_get_size(&smd) / sizeof(float));
+    anx_f32_maxpool_nan_wins__shared(dst, src, l, md_off, &smd, &dmd, dnnl_memory_desc_get_size(&smd) / sizeof(float),
+                                     threads);
 }
 
 anx_status anx_onednn_maxpool_fwd(void *ctx, const anx_layer_desc *l, const anx_args *a)
@@ -113,7 +114,7 @@ anx_status anx_onednn_maxpool_fwd(void *ctx, const anx_layer_desc *l, const anx_
     pool_ctx *c = ctx;
     void *bufs[] = {a->src, a->dst};
     onednn_prim_exec(&c->fwd, bufs, c->head.threads);
-    nan_wins(l, a->src, a->dst);
+    nan_wins(l, a->src, a->dst, c->head.threads);
     c->ws_src = a->src;
     return anx_onednn_take_status(); /* a oneDNN call that failed in here or before */
 }

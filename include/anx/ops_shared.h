@@ -25,8 +25,6 @@ void anx_f32_relu_fwd__shared(float *dst, const float *src, size_t count, int th
 /* The same ReLU (the same bits), returning how many NaNs it wrote: free in the pass that writes
  * them, so a backend whose max pooling must look for NaN (below) can know its input has none. */
 size_t anx_f32_relu_fwd_nans__shared(float *dst, const float *src, size_t count, int threads);
-/* How many of x's count floats are NaN. */
-size_t anx_f32_count_nan__shared(const float *x, size_t count, int threads);
 /* diff_src = dst <= 0 ? +0 : diff_dst (threshold_backward on the forward output; a NaN output
  * passes the gradient). */
 void anx_f32_relu_bwd_data__shared(float *diff_src, const float *diff_dst, const float *dst, size_t count,
@@ -58,13 +56,11 @@ anx_status anx_loss_bwd_data__shared(void *ctx, const anx_layer_desc *l, const a
 typedef size_t (*anx_act_off_fn)(const void *lay, int n, int c, int y, int x);
 /* Max pooling's NaN rule on top of a library whose pooling drops NaN (oneDNN 2.6, LIBXSMM 1.17):
  * PyTorch lets a NaN win (the last one in the window, as ref), so every window of src that reads
- * one gets it in dst.  One scan of the ns floats of src first; the window pass only when it holds
- * a NaN (rare: a corrupt weight must not pass silently).  Layouts: off(src_lay / dst_lay, ...). */
+ * one gets it in dst.  One scan of the ns floats of src first, on `threads` threads; the window
+ * pass only when it holds a NaN (rare: a corrupt weight must not pass silently).  Layouts:
+ * off(src_lay / dst_lay, ...). */
 void anx_f32_maxpool_nan_wins__shared(float *dst, const float *src, const anx_layer_desc *l, anx_act_off_fn off,
-                                      const void *src_lay, const void *dst_lay, size_t ns);
-/* Its window pass alone, for a caller that knows src holds a NaN (its own, threaded count). */
-void anx_f32_maxpool_nan_fix__shared(float *dst, const float *src, const anx_layer_desc *l, anx_act_off_fn off,
-                                     const void *src_lay, const void *dst_lay);
+                                      const void *src_lay, const void *dst_lay, size_t ns, int threads);
 
 /* PyTorch 1.13 Adam over n floats in place, the anx_backend.adam slot: in float32 in PyTorch's
  * order (two fused multiply-adds), scalars in double from the decimal the user typed.  AVX2+FMA
