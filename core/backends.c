@@ -59,8 +59,7 @@ anx_status anx_backend_scratch_alloc(const anx_backend *be, void *ctx, const anx
     a->scratch_bytes = be->scratch_bytes ? be->scratch_bytes(ctx, l) : 0;
     if (!a->scratch_bytes) return NULL;
     void *p = NULL;
-    const size_t bytes = (a->scratch_bytes + 63) / 64 * 64; /* aligned_alloc's size rule */
-    if (posix_memalign(&p, 64, bytes)) {
+    if (posix_memalign(&p, 64, a->scratch_bytes)) {
         const size_t want = a->scratch_bytes;
         a->scratch_bytes = 0;
         return anx_status_oom("the layer's scratch", want);
