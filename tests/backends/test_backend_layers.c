@@ -342,22 +342,30 @@ static double accum_len(const anx_layer_desc *l, anx_dir dir)
     }
 }
 
+/* The elements out of their bound, and the worst error / bound (NaN: infinite). */
+typedef struct tally {
+    size_t bad, worst_i;
+    double worst;
+} tally;
+
+static void tally_add(tally *t, size_t i, double got, double want, double bound)
+{
+    const double e = fabs(got - want);
+    const double r = e <= bound ? (bound > 0 ? e / bound : 0) : isnan(e) ? INFINITY : e / (bound > 0 ? bound : 1e-300);
+    t->bad += !(e <= bound);
+    if (r > t->worst) t->worst = r, t->worst_i = i;
+}
+
 static void expect_bounded(const float *got, const float *want, const float *s, size_t n, double k,
                            const char *what)
 {
     const double g = k * U / (1.0 - k * U);
-    size_t bad = 0, worst_i = 0;
-    double worst = 0; /* error / bound */
-    for (size_t i = 0; i < n; i++) {
-        const double bound = 2.0 * g * s[i] / (1.0 - g), e = fabs((double)got[i] - want[i]);
-        const double r = e <= bound ? (bound > 0 ? e / bound : 0) : isnan(e) ? INFINITY : e / (bound > 0 ? bound : 1e-300);
-        bad += !(e <= bound);
-        if (r > worst) worst = r, worst_i = i;
-    }
-    TU_CHECKF(bad == 0, "%s: %zu of %zu elements out of the bound 2 gamma_%.0f S / (1 - gamma); worst at [%zu]: got "
-              "%.9g want %.9g S %.3g (error / bound %.3g)", what, bad, n, k, worst_i, got[worst_i], want[worst_i],
-              s[worst_i], worst);
-    if (g_opt.verbose) printf("    %s: worst error / bound = %.3g\n", what, worst);
+    tally t = {0};
+    for (size_t i = 0; i < n; i++) tally_add(&t, i, got[i], want[i], 2.0 * g * s[i] / (1.0 - g));
+    TU_CHECKF(t.bad == 0, "%s: %zu of %zu elements out of the bound 2 gamma_%.0f S / (1 - gamma); worst at [%zu]: got "
+              "%.9g want %.9g S %.3g (error / bound %.3g)", what, t.bad, n, k, t.worst_i, got[t.worst_i],
+              want[t.worst_i], s[t.worst_i], t.worst);
+    if (g_opt.verbose) printf("    %s: worst error / bound = %.3g\n", what, t.worst);
 }
 
 /* A Winograd row: within the derived bound eps W (+ u|exact|) of the exact answer, where ref is
@@ -367,20 +375,15 @@ static void expect_wino_bounded(const float *got, const float *want, const float
                                 size_t n, double k, const char *what)
 {
     const double g = k * U / (1.0 - k * U);
-    size_t bad = 0, worst_i = 0;
-    double worst = 0; /* error / bound */
+    tally t = {0};
     for (size_t i = 0; i < n; i++) {
         const double ref_err = g * s[i] / (1.0 - g);
-        const double bound = eps * w[i] * (1 + V_BOUND_SLACK) + U * (fabs((double)want[i]) + ref_err) + ref_err;
-        const double e = fabs((double)got[i] - want[i]);
-        const double r = e <= bound ? (bound > 0 ? e / bound : 0) : isnan(e) ? INFINITY : e / (bound > 0 ? bound : 1e-300);
-        bad += !(e <= bound);
-        if (r > worst) worst = r, worst_i = i;
+        tally_add(&t, i, got[i], want[i], eps * w[i] * (1 + V_BOUND_SLACK) + U * (fabs((double)want[i]) + ref_err) + ref_err);
     }
-    TU_CHECKF(bad == 0, "%s: %zu of %zu elements out of the derived Winograd bound eps W + u|ref| (+ gamma_%.0f S) "
-              "(eps %.3g); worst at [%zu]: got %.9g want %.9g W %.3g S %.3g (error / bound %.3g)", what, bad, n, k, eps,
-              worst_i, got[worst_i], want[worst_i], w[worst_i], s[worst_i], worst);
-    if (g_opt.verbose) printf("    %s: worst error / Winograd bound = %.3g\n", what, worst);
+    TU_CHECKF(t.bad == 0, "%s: %zu of %zu elements out of the derived Winograd bound eps W + u|ref| (+ gamma_%.0f S) "
+              "(eps %.3g); worst at [%zu]: got %.9g want %.9g W %.3g S %.3g (error / bound %.3g)", what, t.bad, n, k,
+              eps, t.worst_i, got[t.worst_i], want[t.worst_i], w[t.worst_i], s[t.worst_i], t.worst);
+    if (g_opt.verbose) printf("    %s: worst error / Winograd bound = %.3g\n", what, t.worst);
 }
 
 static float *abs_copy(const float *p, size_t n)
