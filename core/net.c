@@ -50,6 +50,8 @@ struct anx_net {
     void *hook_ctx;
 
     double seconds[NL + 1][ANX_DIR_COUNT], adam_seconds;
+    int bare;                         /* anx_net_set_bare: library_exec where there is one */
+    unsigned char execd[NL + 1][ANX_DIR_COUNT]; /* (layer, dir) has run its exec once */
     char err[256];                    /* anx_net_error: why the last call that failed did */
 };
 
@@ -93,14 +95,20 @@ static size_t floats(const anx_net *net, int layer, anx_slot slot)
     return net->be->tensor_floats(desc_of(net, layer), slot);
 }
 
+/* Whether the training step runs (layer, dir). */
+static int step_runs(const anx_net *net, int layer, anx_dir dir)
+{
+    if (dir == ANX_BWD_WEIGHTS && !anx_desc_has_weights(desc_of(net, layer))) return 0;
+    return !(dir == ANX_BWD_DATA && layer == 0); /* no gradient w.r.t. the input */
+}
+
 /* Every (layer, direction) the training step runs must be accepted by the backend. */
 static const char *check_declines(const anx_net *net, char *why, size_t cap)
 {
     for (int i = 0; i <= NL; i++) {
         const anx_layer_desc *l = desc_of(net, i);
         for (int d = 0; d < ANX_DIR_COUNT; d++) {
-            if (d == ANX_BWD_WEIGHTS && !anx_desc_has_weights(l)) continue;
-            if (d == ANX_BWD_DATA && i == 0) continue; /* no gradient w.r.t. the input */
+            if (!step_runs(net, i, (anx_dir)d)) continue;
             const char *r = anx_backend_declines(net->be, l, (anx_dir)d);
             if (r) {
                 snprintf(why, cap, "backend %s declines %s %s: %s", net->be->name, l->name,
@@ -357,18 +365,41 @@ static int prepare_masks(anx_net *net)
     return 0;
 }
 
-/* One exec, with the net's scratch; a failure is recorded as "<layer> <dir> on <backend>: <status>". */
+int anx_net_set_bare(anx_net *net, int on)
+{
+    net->bare = on != 0;
+    int n = 0;
+    for (int i = 0; i <= NL; i++)
+        for (int d = 0; d < ANX_DIR_COUNT; d++)
+            n += step_runs(net, i, (anx_dir)d) && net->be->library_exec[desc_of(net, i)->op][d];
+    return n;
+}
+
+/* The call of (layer, dir): exec, or in bare mode the library's call alone once the exec has
+ * run there (library_exec reads what its exec left, e.g. a flattened copy in the ctx). */
+static anx_exec_fn exec_of(const anx_net *net, int layer, anx_dir dir)
+{
+    const anx_op op = desc_of(net, layer)->op;
+    if (net->bare && net->execd[layer][dir] && net->be->library_exec[op][dir]) return net->be->library_exec[op][dir];
+    return net->be->exec[op][dir];
+}
+
+/* One exec (or its bare call), with the net's scratch; a failure is recorded as
+ * "<layer> <dir> on <backend>: <status>" ("... on <backend> (bare call): ..." for a bare one). */
 static int run(anx_net *net, int layer, anx_dir dir, const anx_args *args)
 {
     const anx_layer_desc *l = desc_of(net, layer);
     anx_args a = *args;
     a.scratch = net->scratch;
     a.scratch_bytes = net->scratch_bytes;
+    const anx_exec_fn fn = exec_of(net, layer, dir);
     double t0 = now();
-    anx_status st = net->be->exec[l->op][dir](net->ctx[layer], l, &a);
+    anx_status st = fn(net->ctx[layer], l, &a);
     net->seconds[layer][dir] = now() - t0;
+    const int bare = fn != net->be->exec[l->op][dir];
+    if (!st && !bare) net->execd[layer][dir] = 1;
     if (!st) return 0;
-    return fail(net, "%s %s on %s: %s", l->name, anx_dir_name(dir), net->be->name, st);
+    return fail(net, "%s %s on %s%s: %s", l->name, anx_dir_name(dir), net->be->name, bare ? " (bare call)" : "", st);
 }
 
 static anx_args layer_args(anx_net *net, int i)

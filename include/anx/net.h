@@ -74,6 +74,20 @@ void anx_net_get_activation(const anx_net *net, int layer, int grad, float *plai
 /* The dropout mask in use for layer (a Dropout layer index), plain [n, 4096]. */
 void anx_net_get_mask(const anx_net *net, int layer, float *plain);
 
+/* TIMING ONLY -- a bare net does not train.  on = 1: every (layer, direction) for which the
+ * backend has a library_exec (anx/backend.h: the library's own call alone, without anx's bias
+ * pass, flatten, layout conversions, NaN rule or checks) runs that instead of exec, so that
+ * anx_net_layer_seconds times the bare library call at its place inside the step, with caches as
+ * the layer before left them (a bare call repeated alone in a loop finds them warm).  The other
+ * (layer, direction)s, and each one's first call after anx_net_create, run exec as always:
+ * library_exec's contract is to run after one exec of the same call (whose copies it reads).
+ * What a bare step leaves in activations, gradients, parameters and the loss is NOT a training
+ * step's result and may be non-finite: the driver never judges the loss, so a bare step still
+ * runs and times every layer and returns 0 (only a call's status, a real failure, stops it).
+ * on = 0 (the default) is the normal step; switching back does not repair the state.  Returns how
+ * many of the step's (layer, direction)s have a library_exec here (0: bare changes nothing). */
+int anx_net_set_bare(anx_net *net, int on);
+
 /* Seconds spent in (layer, dir) during the last forward/backward; loss is layer ANX_NUM_LAYERS. */
 double anx_net_layer_seconds(const anx_net *net, int layer, anx_dir dir);
 double anx_net_adam_seconds(const anx_net *net);
