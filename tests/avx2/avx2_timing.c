@@ -7,7 +7,12 @@
  *     avx2_timing step [batch 32] [threads 2] [steps 3] [backends avx2,onednn]
  * runs whole training steps on each backend in turn in one process (run with
  * ONEDNN_MAX_CPU_ISA=AVX2 and OMP_WAIT_POLICY=passive) and prints per backend the median wall
- * and CPU seconds per step and the slowest layers. */
+ * and CPU seconds per step and each layer's mean ms per direction.  A backend written
+ * <name>_bare (e.g. libxsmm_bare; any backend with a library_exec) is a second net of <name> in
+ * the step driver's timing-only bare mode (anx_net_set_bare: the library's call alone at its
+ * place inside the step); given with <name> itself, a last table prints per (layer, direction)
+ * with a bare call the median in-step ms of both and exec / bare, flagged outside 10%:
+ *     OMP_WAIT_POLICY=passive avx2_timing step 32 2 5 libxsmm,libxsmm_bare */
 #pragma GCC target("avx2,fma")
 #include <immintrin.h>
 #include <omp.h>
@@ -102,7 +107,71 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-enum { MAX_BE = 4, MAX_STEPS = 32 };
+enum { MAX_BE = 8, MAX_STEPS = 32 };
+#define NL ANX_NUM_LAYERS
+
+/* The net of backend `name`, or of <name> in bare mode for `name` = <name>_bare; NULL with a
+ * printed reason when it cannot be made. */
+static anx_net *make_net(const char *name, const anx_model_config *cfg, int threads)
+{
+    char base[64];
+    snprintf(base, sizeof base, "%s", name);
+    const size_t len = strlen(base), sl = strlen("_bare");
+    const anx_backend *be = anx_backend_find(base);
+    const int bare = !be && len > sl && strcmp(base + len - sl, "_bare") == 0;
+    if (bare) base[len - sl] = '\0', be = anx_backend_find(base);
+    char err[256];
+    anx_net *net = be ? anx_net_create(be, cfg, threads, err, sizeof err) : NULL;
+    if (!net) {
+        printf("%s: skipped: %s\n", name, be ? err : "not compiled in");
+        return NULL;
+    }
+    if (bare) {
+        const int n = anx_net_set_bare(net, 1);
+        if (!n) {
+            printf("%s: skipped: backend %s has no library_exec (no bare call)\n", name, be->name);
+            anx_net_destroy(net);
+            return NULL;
+        }
+        printf("%s: timing only: the library's call alone at %d (layer, direction)s, exec elsewhere\n", name, n);
+    }
+    return net;
+}
+
+/* The median of the n per-step seconds of (layer, dir) in lsec[step][layer][dir]. */
+static double median_layer(double (*lsec)[NL + 1][ANX_DIR_COUNT], int n, int layer, int dir)
+{
+    double v[MAX_STEPS];
+    for (int s = 0; s < n; s++) v[s] = lsec[s][layer][dir];
+    qsort(v, n, sizeof v[0], cmp_double);
+    return v[n / 2];
+}
+
+/* For backend b and its bare twin bb: the in-step exec / in-step bare ratio per (layer, dir) with
+ * a library_exec, medians over the steps (the issue's "within 10% of the bare call" at its place
+ * inside the step, where both find caches as the previous layer left them). */
+static void print_ratio(const anx_net *net, const char *name, double (*le)[NL + 1][ANX_DIR_COUNT],
+                        double (*lb)[NL + 1][ANX_DIR_COUNT], int steps)
+{
+    const anx_backend *be = anx_net_backend(net);
+    const anx_model *m = anx_net_model(net);
+    printf("%s in the step / %s_bare in the step (median ms over %d steps; ratio > 1: exec slower)\n", name, name,
+           steps);
+    printf("    %-6s %-12s %9s %9s %7s\n", "layer", "dir", "exec", "bare", "ratio");
+    int outside = 0, rows = 0;
+    for (int i = 0; i < NL; i++)
+        for (int d = 0; d < ANX_DIR_COUNT; d++) {
+            const anx_layer_desc *l = &m->layers[i];
+            if (!be->library_exec[l->op][d] || (d == ANX_BWD_WEIGHTS && !anx_desc_has_weights(l)) ||
+                (d == ANX_BWD_DATA && i == 0))
+                continue;
+            const double e = median_layer(le, steps, i, d), b = median_layer(lb, steps, i, d), r = e / b;
+            const char *flag = r > 1.10 ? "  outside 10% (exec slower)" : r < 0.90 ? "  outside 10% (exec faster)" : "";
+            outside += *flag != '\0', rows++;
+            printf("    %-6s %-12s %9.3f %9.3f %7.3f%s\n", l->tag, anx_dir_name((anx_dir)d), 1e3 * e, 1e3 * b, r, flag);
+        }
+    printf("    %d of %d (layer, direction)s outside 10%%\n", outside, rows);
+}
 
 static int step_mode(int argc, char **argv)
 {
@@ -113,15 +182,11 @@ static int step_mode(int argc, char **argv)
     snprintf(names, sizeof names, "%s", argc > 5 ? argv[5] : "avx2,onednn");
     const anx_model_config cfg = {3, 1000, batch, 227};
     anx_net *nets[MAX_BE];
+    const char *label[MAX_BE];
     int nb = 0;
     for (char *tok = strtok(names, ","); tok && nb < MAX_BE; tok = strtok(NULL, ",")) {
-        const anx_backend *be = anx_backend_find(tok);
-        char err[256];
-        anx_net *net = be ? anx_net_create(be, &cfg, threads, err, sizeof err) : NULL;
-        if (!net) {
-            printf("%s: skipped: %s\n", tok, be ? err : "not compiled in");
-            continue;
-        }
+        anx_net *net = make_net(tok, &cfg, threads);
+        if (!net) continue;
         anx_net_init_params(net, 1);
         const size_t nin = anx_desc_plain_count(&anx_net_model(net)->layers[0], ANX_SRC);
         float *x = malloc(nin * sizeof *x);
@@ -130,33 +195,51 @@ static int step_mode(int argc, char **argv)
         anx_rng_fill_targets(t, batch, anx_rng_key(1, "target", 0), cfg.n_class);
         anx_net_set_input(net, x, t);
         free(x), free(t);
-        tool_train_step(net, 1e-3f); /* warm-up: first-touch of every buffer */
+        /* warm-up: first-touch of every buffer; in bare mode also the one exec per (layer,
+           direction) that each bare call is to follow (anx_net_set_bare) */
+        tool_train_step(net, 1e-3f);
+        label[nb] = tok;
         nets[nb++] = net;
     }
-    double w[MAX_BE][MAX_STEPS], c[MAX_BE][MAX_STEPS], lsec[MAX_BE][ANX_NUM_LAYERS + 1][ANX_DIR_COUNT] = {{{0}}};
+    static double w[MAX_BE][MAX_STEPS], c[MAX_BE][MAX_STEPS], lsec[MAX_BE][MAX_STEPS][NL + 1][ANX_DIR_COUNT];
+    float loss[MAX_BE] = {0};
     for (int s = 0; s < steps; s++) { /* alternate backends so machine load hits both alike */
         for (int b = 0; b < nb; b++) {
             const double w0 = wall(), c0 = now();
-            tool_train_step(nets[b], 1e-3f);
+            /* a bare step's loss may be non-finite (not a training step): nothing here judges it */
+            if (anx_net_train_step(nets[b], 1e-3f, &loss[b])) {
+                fprintf(stderr, "avx2_timing: %s: %s\n", label[b], anx_net_error(nets[b]));
+                exit(2);
+            }
             w[b][s] = wall() - w0, c[b][s] = now() - c0;
-            for (int i = 0; i <= ANX_NUM_LAYERS; i++)
-                for (int d = 0; d < ANX_DIR_COUNT; d++) lsec[b][i][d] += anx_net_layer_seconds(nets[b], i, (anx_dir)d);
+            for (int i = 0; i <= NL; i++)
+                for (int d = 0; d < ANX_DIR_COUNT; d++) lsec[b][s][i][d] = anx_net_layer_seconds(nets[b], i, (anx_dir)d);
         }
     }
     printf("Alexnet(3, 1000) batch %d, %d thread(s), %d steps per backend, alternating\n", batch, threads, steps);
     for (int b = 0; b < nb; b++) {
         qsort(w[b], steps, sizeof(double), cmp_double), qsort(c[b], steps, sizeof(double), cmp_double);
         const anx_net *net = nets[b];
-        printf("%-8s median wall %.3f s/step (%.2f images/s), median CPU %.3f s/step, adam %.3f s\n",
-               anx_net_backend(net)->name, w[b][steps / 2], batch / w[b][steps / 2], c[b][steps / 2],
-               anx_net_adam_seconds(net));
-        for (int i = 0; i <= ANX_NUM_LAYERS; i++) {
+        printf("%-8s median wall %.3f s/step (%.2f images/s), median CPU %.3f s/step, adam %.3f s, last loss %g%s\n",
+               label[b], w[b][steps / 2], batch / w[b][steps / 2], c[b][steps / 2], anx_net_adam_seconds(net),
+               (double)loss[b], strcmp(label[b], anx_net_backend(net)->name) ? " (bare: not a training step)" : "");
+        for (int i = 0; i <= NL; i++) {
             const anx_model *m = anx_net_model(net);
-            const char *name = i < ANX_NUM_LAYERS ? m->layers[i].tag : "loss";
-            printf("    %-6s fwd %7.1f ms  bwd_data %7.1f ms  bwd_weights %7.1f ms\n", name,
-                   1e3 * lsec[b][i][0] / steps, 1e3 * lsec[b][i][1] / steps, 1e3 * lsec[b][i][2] / steps);
+            const char *name = i < NL ? m->layers[i].tag : "loss";
+            double mean[ANX_DIR_COUNT] = {0};
+            for (int s = 0; s < steps; s++)
+                for (int d = 0; d < ANX_DIR_COUNT; d++) mean[d] += lsec[b][s][i][d] / steps;
+            printf("    %-6s fwd %8.2f ms  bwd_data %8.2f ms  bwd_weights %8.2f ms\n", name, 1e3 * mean[0],
+                   1e3 * mean[1], 1e3 * mean[2]);
         }
     }
+    for (int b = 0; b < nb; b++) /* each backend given with its _bare twin: the ratio table */
+        for (int bb = 0; bb < nb; bb++) {
+            char twin[80];
+            snprintf(twin, sizeof twin, "%s_bare", label[b]);
+            if (strcmp(label[bb], twin) == 0 && strcmp(label[b], anx_net_backend(nets[b])->name) == 0)
+                print_ratio(nets[b], label[b], lsec[b], lsec[bb], steps);
+        }
     for (int b = 0; b < nb; b++) anx_net_destroy(nets[b]);
     return 0;
 }
