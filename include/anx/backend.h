@@ -133,8 +133,10 @@ typedef struct anx_backend {
     anx_peak_isa (*peak_isa_here)(void);
     /* library_exec[op][dir]: the library's own call of exec[op][dir] alone (same ctx, same
        buffers, nothing of anx's around it: no bias, no layout conversion, no checks), for
-       anx-bench's `<op>_<dir>/<tag>/<name>_bare` rows, which show what exec adds to the library.
-       Run after one exec of the same call (its outputs may then be partly stale).  Optional. */
+       anx-bench's `<op>_<dir>/<tag>/<name>_bare` rows, which show what exec adds to the library,
+       and for the step driver's timing-only bare mode (anx_net_set_bare: the same call timed at
+       its place inside the step).  Run after one exec of the same call (its outputs may then be
+       partly stale).  Optional. */
     anx_exec_fn library_exec[ANX_OP_COUNT][ANX_DIR_COUNT];
 } anx_backend;
 
