@@ -203,8 +203,12 @@ static int step_mode(int argc, char **argv)
     }
     static double w[MAX_BE][MAX_STEPS], c[MAX_BE][MAX_STEPS], lsec[MAX_BE][MAX_STEPS][NL + 1][ANX_DIR_COUNT];
     float loss[MAX_BE] = {0};
-    for (int s = 0; s < steps; s++) { /* alternate backends so machine load hits both alike */
-        for (int b = 0; b < nb; b++) {
+    /* alternate backends so machine load hits both alike, in ABBA order: the first net of a round
+       runs after the other's Adam and was measured up to 1.2x slower in fc6/fc7 fwd than the
+       second (libxsmm against libxsmm_bare, either way round), so a fixed order biases ratios */
+    for (int s = 0; s < steps; s++) {
+        for (int k = 0; k < nb; k++) {
+            const int b = s % 2 ? nb - 1 - k : k;
             const double w0 = wall(), c0 = now();
             /* a bare step's loss may be non-finite (not a training step): nothing here judges it */
             if (anx_net_train_step(nets[b], 1e-3f, &loss[b])) {
