@@ -219,7 +219,13 @@ static void bm_layer(anx_gb_state *st, void *arg)
         return;
     }
     anx_exec_fn exec = c->bare ? c->be->library_exec[c->l.op][c->dir] : c->be->exec[c->l.op][c->dir];
-    if (c->bare) { /* one whole call first: what anx adds around the library's (bias, layout copies) is done */
+    /* One whole call first, untimed, for every row: the fixture may be new (the cache holds one
+     * layer, and --benchmark_enable_random_interleaving rebuilds it for nearly every repetition),
+     * and a layer's first call pays the first touch of its ctx and buffers (libxsmm conv4
+     * bwd_weights at batch 32: 126 ms, then 90).  Only bare rows had it, which made a repetition
+     * of one iteration cold for exec and warm for its bare twin.  A bare row needs it anyway:
+     * library_exec runs after one exec (anx's bias and layout copies done). */
+    {
         anx_status ran = c->be->exec[c->l.op][c->dir](f->ctx, &f->l, &f->args);
         if (ran) {
             snprintf(msg, sizeof msg, "failed: %s %s of %.23s: %s", c->be->name, anx_dir_name(c->dir), f->l.name, ran);
