@@ -87,10 +87,13 @@ static inline size_t sv_conv_w_off(int oc, int ic, int kh, int kw, int o, int c,
     return (size_t)(ob / 4 * 4) * w_bs + tap * sv_quad_blocks(oc, ob) * SV_W + (size_t)(ob % 4) * SV_W + o % SV_W;
 }
 
-/* Per-layer state: only the thread count (workspaces, e.g. bwd_data's transposed weights, are
- * allocated per call). */
+/* Per-layer state: the thread count and, for MaxPool2d, the winners fwd found (maxpool.inc);
+ * the kernels' other workspaces (e.g. bwd_data's transposed weights) are allocated per call. */
 typedef struct sv_ctx {
     int threads;
+    float *pool_win;           /* MaxPool2d: [n, c, oh, ow] winning tap of each window, or NULL */
+    size_t pool_win_bytes;     /* its bytes, once allocated */
+    const float *pool_win_src; /* the src pool_win was found in; NULL: none yet */
 } sv_ctx;
 int SV_SYM(threads)(const void *ctx);
 
@@ -115,8 +118,9 @@ void SV_KERNEL(linear_bwd_data, SV_TILE_GEMM)(float *diff_src, const float *diff
                                              int k, int oc, int threads);
 anx_status SV_KERNEL(linear_bwd_weights, SV_TILE_GEMM)(float *diff_w, float *diff_b, const float *src,
                                                 const float *diff_dst, int n, int k, int oc, int threads);
-void SV_KERNEL(maxpool_fwd, SV_TILE_POOL)(float *dst, const float *src, const anx_layer_desc *l, int threads);
-void SV_KERNEL(maxpool_bwd_data, SV_TILE_POOL)(float *diff_src, const float *diff_dst, const float *src,
+void SV_KERNEL(maxpool_fwd, SV_TILE_POOL)(float *dst, float *win, const float *src, const anx_layer_desc *l,
+                                    int threads);
+void SV_KERNEL(maxpool_bwd_data, SV_TILE_POOL)(float *diff_src, const float *diff_dst, const float *win,
                                          const anx_layer_desc *l, int threads);
 
 /* exec-table entries, one per layer and direction (ReLU, dropout, the loss and Adam are the

@@ -246,7 +246,10 @@ static void free_imported(imported *im)
 
 /* Runs (l, dir) on be with `threads` threads on the imported inputs, into fresh NaN-prefilled,
  * guarded outputs; fwd_first runs fwd in the same ctx first, into a buffer of its own (the net's
- * order: a backward may use what its forward kept).  The outputs come back exported plain. */
+ * order: a backward may use what its forward kept); FWD_OTHER_SRC runs that fwd on another src
+ * (im's negated, in a buffer of its own), which a backward must not take for its own src's (a
+ * workspace kept by pointer).  The outputs come back exported plain. */
+enum { FWD_NONE, FWD_SAME_SRC, FWD_OTHER_SRC };
 static result run(const anx_backend *be, const anx_layer_desc *l, anx_dir dir, int threads, const imported *im,
                   const int64_t *target, int fwd_first, const char *what)
 {
@@ -263,7 +266,7 @@ static result run(const anx_backend *be, const anx_layer_desc *l, anx_dir dir, i
     const anx_slot o1 = dir == ANX_FWD ? ANX_DST : dir == ANX_BWD_DATA ? ANX_SRC : ANX_WEIGHTS;
     float *out1 = loss_fwd ? NULL : tu_alloc(be->tensor_floats(l, o1), "output");
     float *out2 = dir == ANX_BWD_WEIGHTS ? tu_alloc(be->tensor_floats(l, ANX_BIAS), "output bias") : NULL;
-    float *fwd_dst = NULL;
+    float *fwd_dst = NULL, *other_src = NULL;
     /* the scratch it asks for, NaN-filled and guarded: a backend writes no byte beyond its own need */
     a.scratch_bytes = be->scratch_bytes ? be->scratch_bytes(ctx, l) : 0;
     float *scratch = a.scratch_bytes ? tu_alloc((a.scratch_bytes + sizeof(float) - 1) / sizeof(float), "scratch") : NULL;
@@ -275,6 +278,12 @@ static result run(const anx_backend *be, const anx_layer_desc *l, anx_dir dir, i
         fwd_dst = tu_alloc(be->tensor_floats(l, ANX_DST), "fwd dst");
         anx_args f = a;
         f.dst = fwd_dst;
+        if (fwd_first == FWD_OTHER_SRC && a.src) {
+            const size_t ns = be->tensor_floats(l, ANX_SRC);
+            other_src = tu_alloc(ns, "other src");
+            for (size_t i = 0; i < ns; i++) other_src[i] = a.src[i] == 0.0f ? a.src[i] : -a.src[i];
+            f.src = other_src;
+        }
         st = be->exec[l->op][ANX_FWD](ctx, l, &f);
         TU_CHECKF(st == NULL, "%s: fwd first on %s: %s", what, be->name, st);
     }
@@ -301,7 +310,7 @@ static result run(const anx_backend *be, const anx_layer_desc *l, anx_dir dir, i
         r.n2 = plain_count(l, ANX_BIAS);
         r.out2 = export_new(be, l, ANX_BIAS, out2);
     }
-    tu_free(out1), tu_free(out2), tu_free(fwd_dst), tu_free(scratch); /* tu_free checks the guards */
+    tu_free(out1), tu_free(out2), tu_free(fwd_dst), tu_free(other_src), tu_free(scratch); /* tu_free checks the guards */
     if (be->layer_destroy) be->layer_destroy(ctx);
     return r;
 }
@@ -508,7 +517,7 @@ static void check_dir(const anx_layer_desc *l, anx_dir dir, int exact, const pla
     const int is_ref = be == g_opt.ref;
     char what[200];
     snprintf(what, sizeof what, "%s %s%s [n%d %dx%dx%d -> %dx%dx%d k%d s%d p%d] %s tier seed %llu", l->name,
-             anx_dir_name(dir), fwd_first ? " after fwd" : "", l->n, l->ic, l->ih, l->iw, l->oc, l->oh, l->ow,
+             anx_dir_name(dir), fwd_first == FWD_OTHER_SRC ? " after fwd on another src" : fwd_first ? " after fwd" : "", l->n, l->ic, l->ih, l->iw, l->oc, l->oh, l->ow,
              l->kh, l->stride, l->pad, exact ? "exact" : "random", (unsigned long long)seed);
     /* The reference's result, and for the rounding cases of the random tier S for the bound; a
        transform algorithm rounds in the exact tier too (its integer data is not summed exactly). */
@@ -590,8 +599,11 @@ static void check_layer(const anx_layer_desc *l, uint64_t seed)
                 if (exact) printf("  %s %s: skipped: %s\n", l->name, anx_dir_name(dir), why);
                 continue;
             }
-            check_dir(l, dir, exact, &in, 0, s);
-            if (l->op == ANX_OP_MAXPOOL && dir == ANX_BWD_DATA) check_dir(l, dir, exact, &in, 1, s);
+            check_dir(l, dir, exact, &in, FWD_NONE, s);
+            if (l->op == ANX_OP_MAXPOOL && dir == ANX_BWD_DATA) { /* the winners may be kept from fwd */
+                check_dir(l, dir, exact, &in, FWD_SAME_SRC, s);
+                check_dir(l, dir, exact, &in, FWD_OTHER_SRC, s);
+            }
         }
         free_inputs(&in);
     }
