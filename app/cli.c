@@ -12,15 +12,25 @@
 #include <time.h>
 #include <unistd.h>
 
+/* The line is built whole and written with one fputs: stderr is unbuffered, so each piece would
+ * be a write of its own, and under mpirun another rank's output landed between "anx train: " and
+ * the rest (test_mpi_train saw it). */
 int cli_error(const char *cmd, const char *fmt, ...)
 {
-    va_list ap;
-    fprintf(stderr, "anx %s: ", cmd);
-    if (anx_dist_size() > 1) fprintf(stderr, "rank %d of %d: ", anx_dist_rank(), anx_dist_size());
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
+    char line[4096];
+    size_t n = (size_t)snprintf(line, sizeof line, "anx %s: ", cmd);
+    if (anx_dist_size() > 1 && n < sizeof line)
+        n += (size_t)snprintf(line + n, sizeof line - n, "rank %d of %d: ", anx_dist_rank(), anx_dist_size());
+    if (n < sizeof line) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(line + n, sizeof line - n, fmt, ap);
+        va_end(ap);
+    }
+    n = strlen(line);
+    if (n == sizeof line - 1) n--; /* truncated: keep room for the newline */
+    line[n] = '\n', line[n + 1] = '\0';
+    fputs(line, stderr);
     return ANX_EXIT_USAGE;
 }
 

@@ -316,13 +316,11 @@ static int nonfinite(trainer *t, int count, int epoch, int batch)
     int layer;
     if (anx_net_first_nonfinite(net, &layer)) return cli_error(CMD, "%s", anx_net_error(net));
     const anx_model *m = anx_net_model(net);
-    if (t->ranks > 1) fprintf(stderr, "anx train: rank %d of %d: ", t->rank, t->ranks);
-    else fprintf(stderr, "anx train: ");
-    fprintf(stderr, "non-finite loss at epoch %d batch %d (step %lld): first non-finite output in %s; "
-                    "try a smaller --lr (now %g)\n",
-            epoch + 1, batch, (long long)anx_net_step_count(net),
-            layer >= 0 && layer < ANX_NUM_LAYERS ? m->layers[layer].name : "CrossEntropyLoss", t->o.lr);
-    return ANX_EXIT_FAIL;
+    cli_error(CMD, "non-finite loss at epoch %d batch %d (step %lld): first non-finite output in %s; "
+                   "try a smaller --lr (now %g)",
+              epoch + 1, batch, (long long)anx_net_step_count(net),
+              layer >= 0 && layer < ANX_NUM_LAYERS ? m->layers[layer].name : "CrossEntropyLoss", t->o.lr);
+    return ANX_EXIT_FAIL; /* the line is cli_error's, the status not: the data, not the usage */
 }
 
 /* 0; 2 with err when an image cannot be read; 3 with err when the network cannot run. */
