@@ -56,17 +56,6 @@ typedef struct trainer {
     double comm_exposed, comm_total; /* summed over the epoch's steps */
 } trainer;
 
-/* The available backend with the highest train_rank (registry order breaks ties), else the reference. */
-static const anx_backend *default_backend(void)
-{
-    const anx_backend *best = NULL;
-    for (const anx_backend *const *b = anx_backends(); *b; b++) {
-        if ((*b)->unavailable && (*b)->unavailable()) continue;
-        if (!best || (*b)->train_rank > best->train_rank) best = *b;
-    }
-    return best ? best : anx_backend_reference();
-}
-
 static size_t max_param_count(const anx_model *m)
 {
     size_t mx = 0;
@@ -566,7 +555,7 @@ static int setup(trainer *t)
 {
     char err[768], dir[4096];
     const train_opts *o = &t->o;
-    const anx_backend *be = default_backend();
+    const anx_backend *be = anx_backend_fastest();
     int rc = o->backend ? cli_backend(CMD, o->backend, &be) : 0;
     if (rc) return rc;
     snprintf(dir, sizeof dir, "%s/train", o->data);

@@ -75,6 +75,16 @@ const anx_backend *anx_backend_reference(void)
     return anx_backends()[0];
 }
 
+const anx_backend *anx_backend_fastest(void)
+{
+    const anx_backend *best = NULL;
+    for (const anx_backend *const *b = anx_backends(); *b; b++) {
+        if ((*b)->unavailable && (*b)->unavailable()) continue;
+        if (!best || (*b)->train_rank > best->train_rank) best = *b;
+    }
+    return best ? best : anx_backend_reference();
+}
+
 char *anx_backend_names(char *buf, size_t cap, const char *sep, const char *last)
 {
     const anx_backend *const *b = anx_backends();

@@ -163,6 +163,9 @@ const anx_backend *const *anx_backends(void);
 const anx_backend *anx_backend_find(const char *name);
 /* The entry with is_reference (the first, should a build have two), else the first entry. */
 const anx_backend *anx_backend_reference(void);
+/* What `anx train` runs without --backend: the available entry with the highest train_rank
+ * (registry order breaks ties), else the reference. */
+const anx_backend *anx_backend_fastest(void);
 /* The compiled names in registry order joined by sep, the last pair by last
  * ("ref, avx2 or onednn" with ", " and " or "), into buf; returns buf. */
 char *anx_backend_names(char *buf, size_t cap, const char *sep, const char *last);

@@ -98,9 +98,7 @@ int main(void)
         return 77;
     }
     tu_scratch_dir(dir, sizeof dir, "huge_pages");
-    fastest = anx_backend_reference();
-    for (const anx_backend *const *b = anx_backends(); *b; b++)
-        if ((!(*b)->unavailable || !(*b)->unavailable()) && (*b)->train_rank > fastest->train_rank) fastest = *b;
+    fastest = anx_backend_fastest();
     printf("backend: %s\n", fastest->name);
     char *const clean[] = {"PATH=/usr/bin:/bin", "OMP_WAIT_POLICY=passive", NULL};
     char *const off[] = {"PATH=/usr/bin:/bin", "OMP_WAIT_POLICY=passive", "ANX_NO_HUGE_PAGES=1", NULL};
