@@ -18,6 +18,7 @@
 #define SV_TILE_LFWD 4x3   /* linear fwd: 4 samples x 3 outputs, 8-lane dot products */
 #define SV_LFWD_NO 3       /* outputs of the linear fwd tile */
 #define SV_TILE_GEMM 6x16  /* linear bwd: 6 rows x 2 vectors of 8 columns */
+#define SV_LBWD_ROWS_MAX_N 4 /* linear bwd_data streams 16 whole weight rows a pass (rows16) up to this batch */
 #define SV_TILE_POOL 8c    /* maxpool: 8 channels a vector */
 #define SV_PEAK_ISA ANX_PEAK_AVX2 /* anx-bench's peak% ceiling */
 #define SV_TRAIN_RANK 2 /* anx train: above ref, below onednn */

@@ -16,6 +16,7 @@
 #define SV_TILE_LFWD 4x6   /* linear fwd: 4 samples x 6 outputs, 16-lane dot products (24 accumulators) */
 #define SV_LFWD_NO 6       /* outputs of the linear fwd tile */
 #define SV_TILE_GEMM 6x32  /* linear bwd: 6 rows x 2 vectors of 16 columns */
+#define SV_LBWD_ROWS_MAX_N 4 /* linear bwd_data streams 16 whole weight rows a pass (rows16) up to this batch */
 #define SV_TILE_POOL 16c   /* maxpool: 16 channels a vector */
 #define SV_PEAK_ISA ANX_PEAK_AVX512 /* anx-bench's peak% ceiling */
 #define SV_TRAIN_RANK 3 /* anx train: above avx2; ties with onednn, which the registry lists first */

@@ -114,6 +114,8 @@ anx_status SV_KERNEL(conv2d_bwd_weights, SV_TILE_BWW)(float *diff_w, float *diff
                                                const float *diff_dst, const sv_conv *cv, int threads);
 void SV_KERNEL(linear_fwd, SV_TILE_LFWD)(float *dst, const float *src, const float *w, const float *b, int n,
                                         int k, int oc, int threads);
+void SV_KERNEL(linear_bwd_data, rows16)(float *diff_src, const float *diff_dst, const float *w, int n, int k,
+                                       int oc, int threads);
 void SV_KERNEL(linear_bwd_data, SV_TILE_GEMM)(float *diff_src, const float *diff_dst, const float *w, int n,
                                              int k, int oc, int threads);
 anx_status SV_KERNEL(linear_bwd_weights, SV_TILE_GEMM)(float *diff_w, float *diff_b, const float *src,
@@ -132,5 +134,6 @@ void SV_KERNEL(maxpool_bwd_data, SV_TILE_POOL)(float *diff_src, const float *dif
 SV_EXEC_LIST(SV_X_DECL)
 #undef SV_X_DECL
 const char *SV_SYM(conv2d_impl)(const anx_layer_desc *l, anx_dir dir);
+const char *SV_SYM(linear_impl)(const anx_layer_desc *l, anx_dir dir);
 
 #endif
