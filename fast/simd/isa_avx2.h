@@ -71,6 +71,25 @@ SV_INLINE float sv_hsum(sv_f32 v)
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
 }
+/* dst[c*ldd + r] = src[r*lds + c] for r, c < 8: one 8x8 block transposed in registers (unpack
+ * pairs, then quads, then 128-bit halves), for conv bwd_data's flipped weights. */
+SV_INLINE void sv_transpose(float *dst, size_t ldd, const float *src, size_t lds)
+{
+    __m256 t[8], u[8];
+    for (int i = 0; i < 4; i++) {
+        const __m256 a = _mm256_loadu_ps(src + 2 * i * lds), b = _mm256_loadu_ps(src + (2 * i + 1) * lds);
+        t[2 * i] = _mm256_unpacklo_ps(a, b), t[2 * i + 1] = _mm256_unpackhi_ps(a, b);
+    }
+    for (int q = 0; q < 2; q++) { /* rows 4q..4q+3: columns c and c+4 of each in one vector */
+        const __m256 *tq = t + 4 * q;
+        u[4 * q] = _mm256_shuffle_ps(tq[0], tq[2], 0x44), u[4 * q + 1] = _mm256_shuffle_ps(tq[0], tq[2], 0xEE);
+        u[4 * q + 2] = _mm256_shuffle_ps(tq[1], tq[3], 0x44), u[4 * q + 3] = _mm256_shuffle_ps(tq[1], tq[3], 0xEE);
+    }
+    for (int c = 0; c < 4; c++) {
+        _mm256_storeu_ps(dst + c * ldd, _mm256_permute2f128_ps(u[c], u[4 + c], 0x20));
+        _mm256_storeu_ps(dst + (c + 4) * ldd, _mm256_permute2f128_ps(u[c], u[4 + c], 0x31));
+    }
+}
 #endif
 
 #endif

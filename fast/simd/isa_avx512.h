@@ -69,6 +69,36 @@ SV_INLINE float sv_hsum(sv_f32 v)
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
 }
+/* dst[c*ldd + r] = src[r*lds + c] for r, c < 16: one 16x16 block transposed in registers (unpack
+ * pairs, then quads, then two 128-bit lane shuffles), for conv bwd_data's flipped weights. */
+SV_INLINE void sv_transpose(float *dst, size_t ldd, const float *src, size_t lds)
+{
+    __m512 t[16], u[16], v[16];
+    for (int i = 0; i < 8; i++) {
+        const __m512 a = _mm512_loadu_ps(src + 2 * i * lds), b = _mm512_loadu_ps(src + (2 * i + 1) * lds);
+        t[2 * i] = _mm512_unpacklo_ps(a, b), t[2 * i + 1] = _mm512_unpackhi_ps(a, b);
+    }
+#define SV_PD(x) _mm512_castps_pd(x)
+    for (int q = 0; q < 4; q++) { /* rows 4q..4q+3: columns c, c+4, c+8, c+12 (c < 4) in u[4q + c] */
+        const __m512 *tq = t + 4 * q;
+        u[4 * q] = _mm512_castpd_ps(_mm512_unpacklo_pd(SV_PD(tq[0]), SV_PD(tq[2])));
+        u[4 * q + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(SV_PD(tq[0]), SV_PD(tq[2])));
+        u[4 * q + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(SV_PD(tq[1]), SV_PD(tq[3])));
+        u[4 * q + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(SV_PD(tq[1]), SV_PD(tq[3])));
+    }
+#undef SV_PD
+    for (int h = 0; h < 2; h++) /* rows 8h..8h+7: v[8h + 2c] columns c, c+8; v[8h + 2c + 1] c+4, c+12 */
+        for (int c = 0; c < 4; c++) {
+            v[8 * h + 2 * c] = _mm512_shuffle_f32x4(u[8 * h + c], u[8 * h + 4 + c], 0x88);
+            v[8 * h + 2 * c + 1] = _mm512_shuffle_f32x4(u[8 * h + c], u[8 * h + 4 + c], 0xDD);
+        }
+    for (int c = 0; c < 4; c++) {
+        _mm512_storeu_ps(dst + c * ldd, _mm512_shuffle_f32x4(v[2 * c], v[8 + 2 * c], 0x88));
+        _mm512_storeu_ps(dst + (c + 8) * ldd, _mm512_shuffle_f32x4(v[2 * c], v[8 + 2 * c], 0xDD));
+        _mm512_storeu_ps(dst + (c + 4) * ldd, _mm512_shuffle_f32x4(v[2 * c + 1], v[8 + 2 * c + 1], 0x88));
+        _mm512_storeu_ps(dst + (c + 12) * ldd, _mm512_shuffle_f32x4(v[2 * c + 1], v[8 + 2 * c + 1], 0xDD));
+    }
+}
 #endif
 
 #endif

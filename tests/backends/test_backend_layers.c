@@ -57,7 +57,9 @@
  *                                                      batch: ALL (+ the loss) or CONV1 only
  * Awkward: channel counts that are not a multiple of 8 or 16 (blocked layouts pad them), odd
  * widths 2..13, batch 1, 2, 3, 5, 7, k tails, 1x1 kernels, stride 2 on blocked input, windows
- * wider than the image, several input-channel chunks, plain-layout pooling. */
+ * wider than the image, several input-channel chunks, plain-layout pooling; and stride-1 convs
+ * with channels in multiples of 16 (32->48, 80->32: 2, 3 and 5 blocks), the only ones on which
+ * AVX-512 runs bwd_data through its fwd tile (the others decline or gather). */
 #define SHAPE_LIST(AWK, NET)                                              \
     AWK(CONV2D, "conv 16->24 k3p1 w7", 3, 16, 9, 7, 24, 3, 1, 1)          \
     AWK(CONV2D, "conv 8->8 k5p2 w13", 1, 8, 13, 13, 8, 5, 1, 2)           \
@@ -75,6 +77,8 @@
     AWK(CONV2D, "conv 12->12 k3s2p1 w9", 3, 12, 9, 9, 12, 3, 2, 1)        \
     AWK(CONV2D, "conv 5->12 k4s3 w10", 1, 5, 10, 10, 12, 4, 3, 0)         \
     AWK(CONV2D, "conv 20->24 k3p1 w5", 2, 20, 5, 5, 24, 3, 1, 1)          \
+    AWK(CONV2D, "conv 32->48 k3p1 w7", 2, 32, 7, 7, 48, 3, 1, 1)          \
+    AWK(CONV2D, "conv 80->32 k5p2 w6", 3, 80, 5, 6, 32, 5, 1, 2)          \
     AWK(MAXPOOL, "pool 16 k3s2 w11", 3, 16, 9, 11, 0, 3, 2, 0)            \
     AWK(MAXPOOL, "pool 3 k3s2 w13", 3, 3, 13, 13, 0, 3, 2, 0)             \
     AWK(MAXPOOL, "pool 8 k2s2 w6", 1, 8, 6, 6, 0, 2, 2, 0)                \
