@@ -179,6 +179,10 @@ typedef struct vref64 {
  * file: step<t>.loss, step<t>.grad.*, and the state after the last step).  threads: OpenMP team
  * (<= 0: the default).  0, or -1 with err "out of memory for ..." (r is then empty). */
 int vref64_run(vref64 *r, const vgold *g, int threads, char *err, size_t errlen);
+/* Test hook (tests/ref64/test_ref64_flip.c), 0 in anx: when 1, vref64_run routes the dy of every
+ * ambiguous pool window to its runner-up instead of its winner, which is what the golden may have
+ * done; the bounds of the ordinary run must cover the difference. */
+extern int vref64_flip_windows;
 void vref64_free(vref64 *r);
 /* The run's tensor under golden key, whole and plain, with *count; NULL when it kept none. */
 const double *vref64_find(const vref64 *r, const char *key, size_t *count);

@@ -158,9 +158,13 @@ static void run_file(const char *path, famstat *fs, int measure)
     for (int i = 0; i < rep.count; i++) {
         const anx_verify_row *row = &rep.rows[i];
         famstat *f = &fs[family_of(row->tensor)];
-        /* the three-step file: what depends on Adam's state after step 1 may be MISTRUSTED (its
-           bounds are one per tensor and grow past 1% of the values); nothing may fail */
-        int later = g.steps > 1 && strncmp(row->tensor, "step1.", 6) != 0;
+        /* the three-step file: what depends on Adam's state after step 2 may be MISTRUSTED (its
+           bounds grow past 1% of the values), and of step 2 only conv.3's weight gradient (D at
+           1.07% of max |x|: the reach of step 2's ambiguous pool windows, bounded per element since
+           the sparse term E; before it, step 2's conv.0 and conv.3 gradients were at 17-109%);
+           nothing may fail */
+        int later = g.steps > 1 && strncmp(row->tensor, "step1.", 6) != 0 &&
+                    (strncmp(row->tensor, "step2.", 6) != 0 || strcmp(row->tensor, "step2.grad.conv.3.weight") == 0);
         if (later)
             TU_CHECKF(row->verdict == ANX_PASSED || row->verdict == ANX_MISTRUSTED, "%s %s: %s %s", g.base, row->tensor,
                       anx_verdict_name(row->verdict), row->reason);

@@ -1,0 +1,72 @@
+/* test_ref64_flip: do ref64's bounds hold where the golden run may have gone the other way?
+ * Step 2 of the three-step file has max-pool windows whose runner-up is within 2 D of the winner
+ * (vref64.ambiguous): PyTorch may have routed their dy to the runner-up, and the float64 bounds of
+ * everything below (the sparse per-element term E of core/verify_ref64.c, or the tensor's one
+ * number where that is smaller) must cover it.  vref64_run with vref64_flip_windows = 1 routes the
+ * dy of every such window to its runner-up; every tensor it keeps must lie within the ordinary
+ * run's bound D of that tensor, element by element, and the flip must have changed some of them
+ * (else this test proves nothing).  Dropping the runner-up's share of E (pool_ambiguous) fails it. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/verify_internal.h"
+#include "testutil.h"
+
+#define FILE_THREE ANX_SOURCE_DIR "/data/golden/alexnet_in3_c5_b2_steps3.safetensors"
+
+static int run(vref64 *r, const vgold *g, int flip)
+{
+    char err[512];
+    vref64_flip_windows = flip;
+    int rc = vref64_run(r, g, 0, err, sizeof err);
+    vref64_flip_windows = 0;
+    TU_CHECKF(rc == 0, "vref64_run (flip %d): %s", flip, err);
+    if (rc == 0) printf("vref64_run, flip %d: %.1f s, %d tensors, %d ambiguous gates/windows\n", flip, r->seconds, r->count, r->ambiguous);
+    return rc;
+}
+
+/* max |a - b| over the tensor */
+static double max_diff(const vref64_tensor *a, const vref64_tensor *b)
+{
+    double m = 0;
+    for (size_t k = 0; k < a->count; k++) m = fmax(m, fabs(a->val[k] - b->val[k]));
+    return m;
+}
+
+int main(void)
+{
+    if (tu_sanitized()) {
+        printf("SKIP: two float64 runs of the three-step file take ~10 min under the sanitizers; "
+               "the release stage runs this test\n");
+        return 77;
+    }
+    vgold g;
+    char err[512];
+    memset(&g, 0, sizeof g);
+    int rc = vgold_load(&g, FILE_THREE, err, sizeof err);
+    TU_CHECKF(rc == 0, "load %s: %s", FILE_THREE, err);
+    if (rc) return tu_finish("test_ref64_flip");
+    vref64 a, b;
+    if (run(&a, &g, 0) || run(&b, &g, 1)) return tu_finish("test_ref64_flip");
+    TU_CHECKF(a.ambiguous > 0, "the three-step file has no ambiguous gate or window any more: this test needs one (%d)", a.ambiguous);
+    TU_CHECKF(a.count == b.count, "%d tensors kept, %d with the flip", a.count, b.count);
+    int changed = 0, changed_step2 = 0;
+    printf("%-36s %12s %12s %10s\n", "tensor", "max |flip|", "bound D", "flip / D");
+    for (int i = 0; i < a.count && i < b.count; i++) {
+        const vref64_tensor *ta = &a.t[i], *tb = &b.t[i];
+        TU_CHECKF(strcmp(ta->key, tb->key) == 0 && ta->count == tb->count, "tensor %d: %s vs %s", i, ta->key, tb->key);
+        if (strcmp(ta->key, tb->key) || ta->count != tb->count) continue;
+        double d = max_diff(ta, tb);
+        changed += d > 0;
+        changed_step2 += d > 0 && strncmp(ta->key, "step2.", 6) == 0;
+        if (d > 0) printf("%-36s %12.3e %12.3e %10.3g\n", ta->key, d, ta->diff_max, d / ta->diff_max);
+        TU_CHECKF(d <= ta->diff_max, "%s: routing the ambiguous windows' dy to the runner-up moves it by %.3g, "
+                  "beyond its bound D = %.3g", ta->key, d, ta->diff_max);
+    }
+    TU_CHECKF(changed_step2 > 0, "the flip changed no step-2 tensor (%d changed in all): it proves nothing", changed);
+    printf("%d of %d tensors changed by the flip, %d of them in step 2, all within their bounds\n", changed, a.count, changed_step2);
+    vref64_free(&a), vref64_free(&b);
+    vgold_free(&g);
+    return tu_finish("test_ref64_flip");
+}
