@@ -42,9 +42,9 @@
 #define LAMBDA 8.0
 #define MISTRUST_REL 0.01 /* a row whose bound exceeds this fraction of max |x| is MISTRUSTED */  /* gamma~'s confidence parameter, as V_LAMBDA in verify.c (false alarm < 1e-4 per step) */
 
-/* gamma~(K) for float64: Higham & Mary 2019, as v_gamma with u = 2^-53. */
-int vref64_flip_windows = 0;
+int vref64_flip_windows = 0; /* test hook (verify_internal.h) */
 
+/* gamma~(K) for float64: Higham & Mary 2019, as v_gamma with u = 2^-53. */
 static double gamma64(double k) { return expm1(LAMBDA * sqrt(k) * U64 + k * U64 * U64 / (1.0 - U64)); }
 
 static double *d_alloc(size_t n)
@@ -179,6 +179,12 @@ static double gbound_weight(const gbound *b, size_t k)
     if (b->zero && b->zero[k]) return 0.0;
     return sqrt((a && bb ? 4 * b->gam2 * A * B + b->K * b->Dx * b->Dx * b->Dy * b->Dy : 0) + (a ? b->Dy * b->Dy * B : 0) +
                 (bb ? b->Dx * b->Dx * A : 0));
+}
+
+static void gbound_free(gbound *b)
+{
+    free(b->A), free(b->B), free(b->absdy), free(b->zero);
+    b->A = b->B = b->absdy = NULL, b->zero = NULL;
 }
 
 static double gbound_bias(const gbound *b, size_t o)
@@ -365,15 +371,23 @@ static double d_act(const run64 *s, int i, const anx_layer_desc *l, size_t k)
     return s->Dxc[i][k / ((size_t)l->ih * l->iw) % (size_t)l->ic];
 }
 
-/* bwd_data:  D[dx]^2 = (2 gamma~(K) M)^2 + D[dy]^2 max_c sum_{o,taps} w^2 + weight_term (bwd_data) */
-static void bwd_data_weights(run64 *s, int i, int p)
+/* bwd_data:  D[dx]^2 = (2 gamma~(K) M)^2 + D[dy]^2 max_c sum_{o,taps} w^2 + weight_term (bwd_data);
+ * the terms that do not depend on D[dy] are worked out once (bwd_data_terms), so the bound for
+ * another D[dy] (E folded in, flip_data_weighted) costs no second pass over dy and the weights. */
+typedef struct bd_terms {
+    double rnd, wc, wt; /* 2 gamma~(K) M, max_c sum w^2, weight_term */
+} bd_terms;
+
+static bd_terms bwd_data_terms(const run64 *s, int i, int p)
 {
     anx_layer_desc c = as_conv(&s->m->layers[i]);
     double taps = max_tap_sumsq(&c, s->dx[i + 1]), wc = max_filter_sumsq(&c, s->p[p], 0);
-    double rnd = 2 * gamma64(v_bwd_data_k(&s->m->layers[i])) * sqrt(taps * wc);
-    double wt = s->Dp[p] > 0 ? weight_term(NULL, s, &c, p, s->dx[i + 1], 0) : 0;
-    s->Ddx[i] = sqrt(rnd * rnd + s->Ddx[i + 1] * s->Ddx[i + 1] * wc + wt);
+    bd_terms t = {2 * gamma64(v_bwd_data_k(&s->m->layers[i])) * sqrt(taps * wc), wc, 0};
+    t.wt = s->Dp[p] > 0 ? weight_term(NULL, s, &c, p, s->dx[i + 1], 0) : 0;
+    return t;
 }
+
+static double bwd_data_bound(const bd_terms *t, double Dy) { return sqrt(t->rnd * t->rnd + Dy * Dy * t->wc + t->wt); }
 
 /* Which weight-gradient elements sum only exact zeros (a gate or a padded border that is zero
  * wherever the other factor is not): sum_k |x_k| |dy_k| == 0, computed by the same kernel on |x|
@@ -409,7 +423,7 @@ static void bwd_weights_bounds(run64 *s, int i, int p, int threads)
     anx_layer_desc c = as_conv(&s->m->layers[i]);
     gbound *b = &s->gb[i];
     size_t iplane = (size_t)c.ih * c.iw, oplane = (size_t)c.oh * c.ow;
-    free(b->A), free(b->B), free(b->absdy), free(b->zero);
+    gbound_free(b);
     /* (only where a later step reads Adam's state: a one-step run keeps its cost) */
     b->zero = s->zeros_exact && s->g->steps > 1 ? exact_zero_products(&s->m->layers[i], s->x[i], s->dx[i + 1], s->m->params[p].count, threads) : NULL;
     b->A = d_alloc((size_t)c.oc), b->absdy = d_alloc((size_t)c.oc), b->B = d_alloc((size_t)c.ic);
@@ -439,6 +453,12 @@ static int relu_ambiguous(const run64 *s, int i)
     return amb;
 }
 
+/* MaxPool i reads a ReLU with ambiguous gates (its own, whose gates decide zero ties). */
+static int pool_own_gates(const run64 *s, int i)
+{
+    return i > 0 && s->m->layers[i - 1].op == ANX_OP_RELU && s->amb_layer[i - 1];
+}
+
 /* Pool windows whose runner-up is within 2 D of the winner (either may win in the golden), or tie
  * at a non-zero value.  Ties of exact zeros (ReLU's) are resolved alike (first index) on both sides
  * unless one of the window's zeros may be non-zero in the golden: its ReLU input (relu_in, the
@@ -456,7 +476,20 @@ static int window_has_gate(const anx_layer_desc *l, const double *relu_in, doubl
  * may be zero on one side only; E_in (if not NULL, the backward): the golden may route an ambiguous
  * window's dy (and its sparse bound E[i + 1]) to any of the window's candidates (within 2 D of the
  * winner) instead of ours, so each candidate's E_in gains |dy| + E */
-static void flip_route(double *dx, const double *s, const anx_layer_desc *l, int oy, int ox, double top, double dy);
+/* vref64_flip_windows: moves the window's dy from its winner (the first tap of value top, as the
+ * kernel picks) to its runner-up (the first other tap of the largest other value). */
+static void flip_route(double *dx, const double *s, const anx_layer_desc *l, int oy, int ox, double top, double dy)
+{
+    size_t win = SIZE_MAX, run = SIZE_MAX;
+    for (int ky = 0; ky < l->kh; ky++)
+        for (int kx = 0; kx < l->kw; kx++) {
+            size_t at = (size_t)(oy * l->stride + ky) * l->iw + ox * l->stride + kx;
+            if (win == SIZE_MAX && s[at] == top) win = at;
+            else if (run == SIZE_MAX || s[at] > s[run]) run = at;
+        }
+    if (win == SIZE_MAX || run == SIZE_MAX) return;
+    dx[win] -= dy, dx[run] += dy;
+}
 
 static int pool_ambiguous(const run64 *r, int i, int zeros_uncertain, int own, int *zero_unsure, double *E_in)
 {
@@ -482,10 +515,9 @@ static int pool_ambiguous(const run64 *r, int i, int zeros_uncertain, int own, i
                 if (top - second <= 2 * D && (top != 0.0 || zeros_uncertain || (g && Dr > 0 && window_has_gate(l, g, Dr, oy, ox)))) {
                     amb++;
                     if (zero_unsure) *zero_unsure += fabs(top) <= D;
-                    if (E_in && vref64_flip_windows)
-                        flip_route(r->dx[i] + pl * plane, s, l, oy, ox, top, dy[pl * oplane + (size_t)oy * l->ow + ox]);
                     if (E_in) {
                         size_t o = pl * oplane + (size_t)oy * l->ow + ox;
+                        if (vref64_flip_windows) flip_route(r->dx[i] + pl * plane, s, l, oy, ox, top, dy[o]);
                         double add = fabs(dy[o]) + (Ey ? Ey[o] : 0);
                         for (int ky = 0; ky < l->kh; ky++)
                             for (int kx = 0; kx < l->kw; kx++) {
@@ -497,21 +529,6 @@ static int pool_ambiguous(const run64 *r, int i, int zeros_uncertain, int own, i
             }
     }
     return amb;
-}
-
-/* vref64_flip_windows: moves the window's dy from its winner (the first tap of value top, as the
- * kernel picks) to its runner-up (the first other tap of the largest other value). */
-static void flip_route(double *dx, const double *s, const anx_layer_desc *l, int oy, int ox, double top, double dy)
-{
-    size_t win = SIZE_MAX, run = SIZE_MAX;
-    for (int ky = 0; ky < l->kh; ky++)
-        for (int kx = 0; kx < l->kw; kx++) {
-            size_t at = (size_t)(oy * l->stride + ky) * l->iw + ox * l->stride + kx;
-            if (win == SIZE_MAX && s[at] == top) win = at;
-            else if (run == SIZE_MAX || s[at] > s[run]) run = at;
-        }
-    if (win == SIZE_MAX || run == SIZE_MAX) return;
-    dx[win] -= dy, dx[run] += dy;
 }
 
 /* Layer i is a ReLU whose output only a max pool reads. */
@@ -542,9 +559,8 @@ static void forward(run64 *s, const double *mask16, const double *mask19, int th
         }
         if (l->op == ANX_OP_RELU) s->amb_layer[i] = relu_ambiguous(s, i);
         if (l->op == ANX_OP_MAXPOOL) {
-            int own = i > 0 && m->layers[i - 1].op == ANX_OP_RELU && s->amb_layer[i - 1];
             int unsure = 0;
-            s->amb_layer[i] = pool_ambiguous(s, i, amb_far, own, &unsure, NULL);
+            s->amb_layer[i] = pool_ambiguous(s, i, amb_far, pool_own_gates(s, i), &unsure, NULL);
             amb_far |= unsure > 0;
         }
         if (l->op == ANX_OP_RELU && s->amb_layer[i] && !gates_under_pool(m, i)) amb_far = 1;
@@ -606,21 +622,24 @@ static void flip_weight_grads(run64 *s, int i, int p, int threads)
     free(ax);
     const double sparse_w = s->Dg[p] + max_of(ew, nw), sparse_b = s->Dg[p + 1] + max_of(eb, nb), Dy = s->Ddx[i + 1];
     const int exact = s->zeros_exact;
+    gbound unfolded = s->gb[i]; /* kept: the folded bounds below get arrays of their own */
+    memset(&s->gb[i], 0, sizeof s->gb[i]);
     s->Ddx[i + 1] = Dy + s->Emax[i + 1], s->zeros_exact = 0; /* folded: E may be non-zero where dy is 0 */
     bwd_weights_bounds(s, i, p, threads);
     s->Ddx[i + 1] = Dy, s->zeros_exact = exact;
     free(s->Eg[p]), free(s->Eg[p + 1]), s->Eg[p] = s->Eg[p + 1] = NULL;
-    if (fold_cheaper(fmax(s->Dg[p] / sparse_w, s->Dg[p + 1] / sparse_b), 1.0)) {
-        free(ew), free(eb);
+    if (fold_cheaper(s->Dg[p], sparse_w) && fold_cheaper(s->Dg[p + 1], sparse_b)) {
+        gbound_free(&unfolded), free(ew), free(eb);
         return;
     }
-    bwd_weights_bounds(s, i, p, threads);
+    gbound_free(&s->gb[i]);
+    s->gb[i] = unfolded;
     s->Eg[p] = ew, s->Eg[p + 1] = eb;
     s->Dg[p] = sparse_w, s->Dg[p + 1] = sparse_b;
 }
 
 /* ... and on dx by (|W| + D[W])^T E. */
-static void flip_data_weighted(run64 *s, int i, int p, int threads)
+static void flip_data_weighted(run64 *s, int i, int p, const bd_terms *t, int threads)
 {
     const anx_layer_desc *l = &s->m->layers[i];
     size_t nsrc = anx_desc_plain_count(l, ANX_SRC), nw = s->m->params[p].count;
@@ -629,16 +648,13 @@ static void flip_data_weighted(run64 *s, int i, int p, int threads)
     anx_args64 a = {.diff_src = ex, .diff_dst = s->E[i + 1], .weights = aw};
     anx_ref64_exec(l, ANX_BWD_DATA, &a, threads);
     free(aw);
-    const double sparse = s->Ddx[i] + max_of(ex, nsrc), Dy = s->Ddx[i + 1], unfolded = s->Ddx[i];
-    s->Ddx[i + 1] = Dy + s->Emax[i + 1];
-    bwd_data_weights(s, i, p);
-    s->Ddx[i + 1] = Dy;
-    if (fold_cheaper(s->Ddx[i], sparse)) {
+    const double folded = bwd_data_bound(t, s->Ddx[i + 1] + s->Emax[i + 1]);
+    if (fold_cheaper(folded, s->Ddx[i] + max_of(ex, nsrc))) {
         free(ex);
+        s->Ddx[i] = folded;
         s->zeros_exact = 0; /* below here a zero of ours may be non-zero in the golden */
         return;
     }
-    s->Ddx[i] = unfolded;
     set_E(s, i, ex, nsrc);
 }
 
@@ -670,10 +686,7 @@ static void flip_pool(run64 *s, int i, int threads)
         anx_args64 a = {.src = s->x[i], .dst = s->x[i + 1], .diff_dst = s->E[i + 1], .diff_src = e};
         anx_ref64_exec(l, ANX_BWD_DATA, &a, threads);
     }
-    if (s->amb_layer[i]) {
-        int own = i > 0 && s->m->layers[i - 1].op == ANX_OP_RELU && s->amb_layer[i - 1];
-        pool_ambiguous(s, i, !s->zeros_exact, own, NULL, e);
-    }
+    if (s->amb_layer[i]) pool_ambiguous(s, i, !s->zeros_exact, pool_own_gates(s, i), NULL, e);
     set_E(s, i, e, n);
 }
 
@@ -697,10 +710,12 @@ static void bwd_data_bounds(run64 *s, int i, int p, size_t ndst, const double *m
     double Dy = s->Ddx[i + 1];
     switch (l->op) {
     case ANX_OP_CONV2D:
-    case ANX_OP_LINEAR:
-        bwd_data_weights(s, i, p);
-        if (s->E[i + 1]) flip_data_weighted(s, i, p, threads);
+    case ANX_OP_LINEAR: {
+        const bd_terms t = bwd_data_terms(s, i, p);
+        s->Ddx[i] = bwd_data_bound(&t, Dy);
+        if (s->E[i + 1]) flip_data_weighted(s, i, p, &t, threads);
         return;
+    }
     case ANX_OP_DROPOUT:
         s->Ddx[i] = 2 * Dy;
         flip_dropout(s, i, mask, threads);
@@ -905,7 +920,7 @@ static void run_body(void *arg)
         free(m16), free(m19);
     }
     keep_state(s);
-    for (int i = 0; i < ANX_NUM_LAYERS; i++) free(s->gb[i].A), free(s->gb[i].B), free(s->gb[i].absdy), free(s->gb[i].zero);
+    for (int i = 0; i < ANX_NUM_LAYERS; i++) gbound_free(&s->gb[i]);
     for (int p = 0; p < ANX_NUM_PARAMS; p++) free(s->Dpe[p]), free(s->Dme[p]), free(s->Dve[p]);
     for (int i = 0; i <= ANX_NUM_LAYERS; i++) free(s->Dxc[i]);
     free(mk);
