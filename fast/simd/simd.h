@@ -114,8 +114,11 @@ anx_status SV_KERNEL(conv2d_bwd_weights, SV_TILE_BWW)(float *diff_w, float *diff
                                                const float *diff_dst, const sv_conv *cv, int threads);
 void SV_KERNEL(linear_fwd, SV_TILE_LFWD)(float *dst, const float *src, const float *w, const float *b, int n,
                                         int k, int oc, int threads);
-void SV_KERNEL(linear_bwd_data, rows16)(float *diff_src, const float *diff_dst, const float *w, int n, int k,
-                                       int oc, int threads);
+/* linear bwd_data at batches up to SV_LBWD_ROWS_MAX_N: SV_LBWD_ROWS weight rows a pass (linear.inc) */
+#define SV_LBWD_ROWS 16
+#define SV_TILE_LBWD SV_CAT(rows, SV_LBWD_ROWS)
+void SV_KERNEL(linear_bwd_data, SV_TILE_LBWD)(float *diff_src, const float *diff_dst, const float *w, int n, int k,
+                                             int oc, int threads);
 void SV_KERNEL(linear_bwd_data, SV_TILE_GEMM)(float *diff_src, const float *diff_dst, const float *w, int n,
                                              int k, int oc, int threads);
 anx_status SV_KERNEL(linear_bwd_weights, SV_TILE_GEMM)(float *diff_w, float *diff_b, const float *src,
