@@ -8,14 +8,15 @@
 # committed, not the work tree) into it, and inside a chroot with /proc and /dev mounted runs,
 # as a newcomer would:
 #   1. ci/install.sh                  the install script
-#   2. ci/main.sh --golden <one file> --no-bench   configure, build, anx verify --backend all
+#   2. ci/main.sh --golden <one file> --no-bench --mode isolated   configure, build, anx verify
+#                                     --backend all in isolated mode (the release tier runs both)
 #   3. ci/test.sh release -L quick    the quick tests
 # Nothing is cached between runs (a new root every time).  A failing step is named on the last
 # line; the mounts are taken down on every exit path, and the root is deleted unless --keep.
 # Needs root (chroot, mount) and about 3 GB under ${ANX_FRESH_DIR:-/var/tmp}.
 set -euo pipefail
 
-usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
 ref=HEAD keep=0
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -84,8 +85,8 @@ run "install script (ci/install.sh)" in_root "bash ci/install.sh"
 # the set-up (install, configure, build, every backend run and judged); the release tier verifies
 # the golden data on every submission (all files x all 7 backends take ~20 minutes), and the
 # table (~15 minutes with 7 backends) is what anx-bench's own tests and the perf gate cover.
-run "main job (ci/main.sh --golden <one-step RGB file> --no-bench: configure, build, verify --backend all)" \
-  in_root "bash ci/main.sh --golden data/golden/alexnet_in3_c5_b2_step1.safetensors --no-bench"
+run "main job (ci/main.sh --golden <one-step RGB file> --no-bench --mode isolated: configure, build, verify --backend all)" \
+  in_root "bash ci/main.sh --golden data/golden/alexnet_in3_c5_b2_step1.safetensors --no-bench --mode isolated"
 run "quick tests (ci/test.sh release -L quick)" in_root "bash ci/test.sh release -L quick"
 step="done"
 echo "=== ci/fresh.sh: passed on an empty Debian 12 root in $(( $(date +%s) - start )) s"

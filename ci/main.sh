@@ -5,16 +5,22 @@
 #   ci/main.sh --golden FILE   only FILE (the clean room of .ci/run verifies one file: the
 #                              release tier verifies the golden data on every submission)
 #   ci/main.sh --no-bench      without the benchmark table (the clean room: its stage time)
+#   ci/main.sh --mode M        anx verify's --mode: all (default), isolated or chained (the clean
+#                              room verifies isolated only: the release tier runs both modes of
+#                              every backend on the same file and commit)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-golden=() bench=1
+golden=() bench=1 mode=all
 while [ $# -gt 0 ]; do
   case "$1" in
     --golden)
       [ -f "${2:-}" ] || { echo "ci/main.sh: --golden needs an existing file (got '${2:-}')" >&2; exit 2; }
       golden=(--golden "$2"); shift 2 ;;
     --no-bench) bench=0; shift ;;
-    -h|--help) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --mode)
+      case "${2:-}" in all|isolated|chained) ;; *) echo "ci/main.sh: --mode needs all, isolated or chained (got '${2:-}')" >&2; exit 2 ;; esac
+      mode=$2; shift 2 ;;
+    -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "ci/main.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -29,7 +35,7 @@ if grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo; then require+=,avx
 if grep -qw avx512f /proc/cpuinfo; then require+=,avx512; fi
 # oneDNN 2.6 has f32 Winograd only on avx512_core (F, BW, VL, DQ)
 if grep -qw avx512bw /proc/cpuinfo && grep -qw avx512vl /proc/cpuinfo && grep -qw avx512dq /proc/cpuinfo; then require+=,onednn-wino; fi
-./build/release/anx verify --backend all --require "$require" ${golden[@]+"${golden[@]}"} --json build/release/verify.json
+./build/release/anx verify --backend all --mode "$mode" --require "$require" ${golden[@]+"${golden[@]}"} --json build/release/verify.json
 if [ "$bench" -eq 0 ]; then
   echo "main: --no-bench: no benchmark table"
 elif [ -x build/release/anx-bench ] && [ -f bench/report.py ]; then

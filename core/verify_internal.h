@@ -170,6 +170,8 @@ typedef struct vref64 {
     int steps;
     double seconds;      /* wall time of vref64_run */
     int ambiguous;       /* ReLU gates / pool winners within the bound (widened, see the code) */
+    int settled;         /* of those, pool windows routed as the golden's digests show it did */
+    int settled_moved;   /* of those, windows the golden routed to another tap than ours */
 } vref64;
 
 /* Runs the golden run of g in float64 from its seed: core's float32 init widened to double, the
@@ -183,6 +185,13 @@ int vref64_run(vref64 *r, const vgold *g, int threads, char *err, size_t errlen)
  * ambiguous pool window to its runner-up instead of its winner, which is what the golden may have
  * done; the bounds of the ordinary run must cover the difference. */
 extern int vref64_flip_windows;
+/* Test hook: how vref64_run settles a pool's ambiguous windows from the golden's data (the code's
+ * comment at settle_windows says how).  ON in anx; OFF gives every ambiguous window its E
+ * (tests/ref64/test_ref64_flip.c proves those bounds); WRONG routes the windows that the golden's
+ * data settle one way the data rule out, without E, so the anchor must fail
+ * (tests/ref64/test_ref64_golden.c: settling proves something only if a wrong routing is caught). */
+enum { VREF64_SETTLE_OFF, VREF64_SETTLE_ON, VREF64_SETTLE_WRONG };
+extern int vref64_settle;
 void vref64_free(vref64 *r);
 /* The run's tensor under golden key, whole and plain, with *count; NULL when it kept none. */
 const double *vref64_find(const vref64 *r, const char *key, size_t *count);

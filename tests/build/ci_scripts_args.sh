@@ -35,5 +35,7 @@ expect 0 'benchmark table' -- bash "$src/ci/main.sh" --help
 expect 0 '--no-bench' -- bash "$src/ci/main.sh" --help
 expect 2 "unknown argument '--bogus'" -- bash "$src/ci/main.sh" --bogus
 expect 2 "--golden needs an existing file \(got 'no-such-file'\)" -- bash "$src/ci/main.sh" --golden no-such-file
+expect 0 '--mode M' -- bash "$src/ci/main.sh" --help
+expect 2 "--mode needs all, isolated or chained \(got 'both'\)" -- bash "$src/ci/main.sh" --mode both
 [ $failures -eq 0 ] || { echo "ci_scripts_args: $failures FAILED"; exit 1; }
 echo "ci_scripts_args: passed"

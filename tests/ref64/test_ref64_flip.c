@@ -1,11 +1,17 @@
 /* test_ref64_flip: do ref64's bounds hold where the golden run may have gone the other way?
- * Step 2 of the three-step file has max-pool windows whose runner-up is within 2 D of the winner
- * (vref64.ambiguous): PyTorch may have routed their dy to the runner-up, and the float64 bounds of
+ * Step 2 of the three-step file has a max-pool window whose runner-up is within 2 D of the winner
+ * (vref64.ambiguous): PyTorch may have routed its dy to the runner-up, and the float64 bounds of
  * everything below (the sparse per-element term E of core/verify_ref64.c, or the tensor's one
- * number where that is smaller) must cover it.  vref64_run with vref64_flip_windows = 1 routes the
- * dy of every such window to its runner-up; every tensor it keeps must lie within the ordinary
- * run's bound D of that tensor, element by element, and the flip must have changed some of them
- * (else this test proves nothing).  Dropping the runner-up's share of E (pool_ambiguous) fails it.
+ * number where that is smaller) must cover it.
+ *  1. E: run A keeps E for every ambiguous window (vref64_settle OFF: anx settles step 2's window
+ *     from the golden's data, below); run B routes the dy of every ambiguous window to its
+ *     runner-up (vref64_flip_windows).  Every tensor B keeps must lie within A's bound D of that
+ *     tensor, element by element, and the flip must have changed some of step 2's (else this
+ *     proves nothing).  Dropping the runner-up's share of E (pool_ambiguous) fails it.
+ *  2. Settling: run B also settles (vref64_settle WRONG): the windows the golden's data settle
+ *     are routed one way the data rule out (step 2's: to its runner-up, as the flip would) and get
+ *     no E.  ref64's anchor of B must then fail at step 2's conv.3 weight gradient, the tensor the
+ *     settling reads: a wrong routing without E is caught, so a settled one is the golden's.
  * It is the only test whose golden file has ambiguous windows, so it runs under the sanitizers too
  * (175 s there, 55 s in release). */
 #include <math.h>
@@ -21,11 +27,39 @@ static int run(vref64 *r, const vgold *g, int flip)
 {
     char err[512];
     vref64_flip_windows = flip;
+    vref64_settle = flip ? VREF64_SETTLE_WRONG : VREF64_SETTLE_OFF;
     int rc = vref64_run(r, g, 0, err, sizeof err);
-    vref64_flip_windows = 0;
+    vref64_flip_windows = 0, vref64_settle = VREF64_SETTLE_ON;
     TU_CHECKF(rc == 0, "vref64_run (flip %d): %s", flip, err);
-    if (rc == 0) printf("vref64_run, flip %d: %.1f s, %d tensors, %d ambiguous gates/windows\n", flip, r->seconds, r->count, r->ambiguous);
+    if (rc == 0)
+        printf("vref64_run, flip %d: %.1f s, %d tensors, %d ambiguous gates/windows, %d settled (%d away from ours)\n", flip,
+               r->seconds, r->count, r->ambiguous, r->settled, r->settled_moved);
     return rc;
+}
+
+/* Part 2: B's anchor rows of the tensor the settling of step 2 read must fail, the others under
+ * Conv2d-4 of step 1 must pass (the planted routing is the only change there). */
+static void wrong_settling_caught(const vref64 *b, vgold *g)
+{
+    TU_CHECKF(b->settled >= 1 && b->settled_moved == b->settled,
+              "run B settled %d windows, %d of them away from ours: the planted wrong routing did not happen", b->settled,
+              b->settled_moved);
+    anx_verify_report rep = {0};
+    char err[512];
+    int rc = vref64_anchor(&rep, b, g, "Conv2d-4", err, sizeof err);
+    TU_CHECKF(rc == 0, "anchor of run B: %s", err);
+    int failed = 0;
+    for (int i = 0; i < rep.count; i++) {
+        const anx_verify_row *row = &rep.rows[i];
+        if (strcmp(row->tensor, "step2.grad.conv.3.weight") == 0) {
+            failed = row->verdict == ANX_FAILED;
+            printf("wrongly settled: %s %s (%s)\n", row->tensor, anx_verdict_name(row->verdict), row->reason);
+        }
+        if (strncmp(row->tensor, "step1.", 6) == 0)
+            TU_CHECKF(row->verdict == ANX_PASSED, "run B, %s: %s %s", row->tensor, anx_verdict_name(row->verdict), row->reason);
+    }
+    TU_CHECKF(failed, "a step-2 pool window settled the wrong way left step2.grad.conv.3.weight not FAILED");
+    anx_verify_report_free(&rep);
 }
 
 /* max |a - b| over the tensor */
@@ -63,6 +97,7 @@ int main(void)
     }
     TU_CHECKF(changed_step2 > 0, "the flip changed no step-2 tensor (%d changed in all): it proves nothing", changed);
     printf("%d of %d tensors changed by the flip, %d of them in step 2, all within their bounds\n", changed, a.count, changed_step2);
+    wrong_settling_caught(&b, &g);
     vref64_free(&a), vref64_free(&b);
     vgold_free(&g);
     return tu_finish("test_ref64_flip");
