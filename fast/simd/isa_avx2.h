@@ -14,6 +14,7 @@
 #define SV_TILE_PIXELS 3   /* pixels of the conv tile (16 registers: 12 accumulators) */
 #define SV_TILE_BWW 16x4   /* conv bwd_weights: 2 blocks of 8 output channels x 4 taps */
 #define SV_BWW_TAPS 4     /* taps of f per bwd_weights tile (8 accumulators) */
+#define SV_BWW_ROW_TAPS 4 /* plain src (conv1): no wider tile fits 16 registers */
 #define SV_CONV_CHUNK_KB 128 /* conv fwd weights per input-channel pass: L2 (fwd_icb_chunk) */
 #define SV_TILE_LFWD 4x3   /* linear fwd: 4 samples x 3 outputs, 8-lane dot products */
 #define SV_LFWD_NO 3       /* outputs of the linear fwd tile */

@@ -12,6 +12,7 @@
 #define SV_TILE_PIXELS 6   /* pixels of the conv tile (32 registers: 24 accumulators; 3 at rows' edges) */
 #define SV_TILE_BWW 32x8   /* conv bwd_weights: 2 blocks of 16 output channels x 8 taps (16 accumulators) */
 #define SV_BWW_TAPS 8      /* taps of f per bwd_weights tile (16 accumulators) */
+#define SV_BWW_ROW_TAPS 12 /* plain src (conv1): a whole kernel row of up to 12 taps a tile (24 accumulators) */
 #define SV_CONV_CHUNK_KB 40 /* conv fwd weights per input-channel pass: L1 (fwd_icb_chunk) */
 #define SV_TILE_LFWD 4x6   /* linear fwd: 4 samples x 6 outputs, 16-lane dot products (24 accumulators) */
 #define SV_LFWD_NO 6       /* outputs of the linear fwd tile */

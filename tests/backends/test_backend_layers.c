@@ -59,7 +59,10 @@
  * widths 2..13, batch 1, 2, 3, 5, 7, k tails, 1x1 kernels, stride 2 on blocked input, windows
  * wider than the image, several input-channel chunks, plain-layout pooling; and stride-1 convs
  * with channels in multiples of 16 (32->48, 80->32: 2, 3 and 5 blocks), the only ones on which
- * AVX-512 runs bwd_data through its fwd tile (the others decline or gather). */
+ * AVX-512 runs bwd_data through its fwd tile (the others decline or gather); plain input with
+ * kernel rows of 9-12 taps into 3 output blocks (a pair and a single), the only ones on which
+ * AVX-512's bwd_weights runs its row tile at every width (SV_BWW_ROW_TAPS; conv1's 11 is the
+ * model's). */
 #define SHAPE_LIST(AWK, NET)                                              \
     AWK(CONV2D, "conv 16->24 k3p1 w7", 3, 16, 9, 7, 24, 3, 1, 1)          \
     AWK(CONV2D, "conv 8->8 k5p2 w13", 1, 8, 13, 13, 8, 5, 1, 2)           \
@@ -79,6 +82,8 @@
     AWK(CONV2D, "conv 20->24 k3p1 w5", 2, 20, 5, 5, 24, 3, 1, 1)          \
     AWK(CONV2D, "conv 32->48 k3p1 w7", 2, 32, 7, 7, 48, 3, 1, 1)          \
     AWK(CONV2D, "conv 80->32 k5p2 w6", 3, 80, 5, 6, 32, 5, 1, 2)          \
+    AWK(CONV2D, "conv 3->48 k12s4 w27", 3, 3, 25, 27, 48, 12, 4, 0)      \
+    AWK(CONV2D, "conv 2->48 k9s2p1 w17", 1, 2, 15, 17, 48, 9, 2, 1)       \
     AWK(MAXPOOL, "pool 16 k3s2 w11", 3, 16, 9, 11, 0, 3, 2, 0)            \
     AWK(MAXPOOL, "pool 3 k3s2 w13", 3, 3, 13, 13, 0, 3, 2, 0)             \
     AWK(MAXPOOL, "pool 8 k2s2 w6", 1, 8, 6, 6, 0, 2, 2, 0)                \
