@@ -95,7 +95,7 @@ static const vref64 *run_ref64(anx_verify_report *rep, vgold *g, const anx_verif
         if (o->log) fprintf(o->log, "verify ref64 %s\n", g->base);
         if (vref64_run(own, g, o->threads, why, sizeof why)) v_oom_again(); /* to anx_verify_golden's guard */
         if (o->log && own->ambiguous)
-            fprintf(o->log, "verify ref64 %s: %d ambiguous gates/windows, %d windows settled by the golden's digests (%d routed "
+            fprintf(o->log, "verify ref64 %s: %d ambiguous gates/windows, %d windows settled by the golden's data (%d routed "
                     "to another tap than ours)\n", g->base, own->ambiguous, own->settled, own->settled_moved);
         r = o->cache ? v_cache_keep_run(o->cache, g, own) : own;
     }

@@ -170,7 +170,7 @@ typedef struct vref64 {
     int steps;
     double seconds;      /* wall time of vref64_run */
     int ambiguous;       /* ReLU gates / pool winners within the bound (widened, see the code) */
-    int settled;         /* of those, pool windows routed as the golden's digests show it did */
+    int settled;         /* of those, pool windows routed as the golden's data show it did (settle_windows) */
     int settled_moved;   /* of those, windows the golden routed to another tap than ours */
 } vref64;
 
@@ -189,7 +189,7 @@ extern int vref64_flip_windows;
  * comment at settle_windows says how).  ON in anx; OFF gives every ambiguous window its E
  * (tests/ref64/test_ref64_flip.c proves those bounds); WRONG routes the windows that the golden's
  * data settle one way the data rule out, without E, so the anchor must fail
- * (tests/ref64/test_ref64_golden.c: settling proves something only if a wrong routing is caught). */
+ * (tests/ref64/test_ref64_flip.c: settling proves something only if a wrong routing is caught). */
 enum { VREF64_SETTLE_OFF, VREF64_SETTLE_ON, VREF64_SETTLE_WRONG };
 extern int vref64_settle;
 void vref64_free(vref64 *r);
