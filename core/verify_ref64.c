@@ -216,7 +216,7 @@ typedef struct run64 {
     gbound gb[ANX_NUM_LAYERS]; /* per-element gradient bounds of the layer's weight and bias */
     int zeros_exact; /* no ambiguous gate or window this step: exact zeros are zeros on both sides */
     int amb_layer[ANX_NUM_LAYERS]; /* ambiguous ReLU inputs / pool windows found in the forward */
-    int settled[ANX_NUM_LAYERS];   /* this step's ambiguous windows of pool i routed as the golden's digests say */
+    int settled[ANX_NUM_LAYERS];   /* this step's ambiguous windows of pool i routed as the golden's data say */
     int64_t t;                     /* the step */
     double loss, Dloss;
 } run64;
@@ -476,17 +476,21 @@ static int window_has_gate(const anx_layer_desc *l, const double *relu_in, doubl
     return 0;
 }
 
-/* The largest and second largest value of window (oy, ox) of plane s (a tie: both the same). */
-static void window_top2(const anx_layer_desc *l, const double *s, int oy, int ox, double *top, double *second)
+/* Is window (oy, ox) of plane s ambiguous (the rule above)?  g: the plane of the pool's own ReLU
+ * input when its gates are ambiguous (else NULL), Dr their bound.  *top: the window's largest
+ * value.  pool_ambiguous and settle_collect both ask here, so they find the same windows. */
+static int window_ambiguous(const anx_layer_desc *l, const double *s, const double *g, double D, double Dr,
+                            int zeros_uncertain, int oy, int ox, double *top)
 {
-    double a = -INFINITY, b = -INFINITY;
+    double a = -INFINITY, b = -INFINITY; /* the largest and second largest (a tie: both the same) */
     for (int ky = 0; ky < l->kh; ky++)
         for (int kx = 0; kx < l->kw; kx++) {
             double v = s[(size_t)(oy * l->stride + ky) * l->iw + ox * l->stride + kx];
             if (v > a) b = a, a = v;
             else if (v > b) b = v;
         }
-    *top = a, *second = b;
+    *top = a;
+    return a - b <= 2 * D && (a != 0.0 || zeros_uncertain || (g && Dr > 0 && window_has_gate(l, g, Dr, oy, ox)));
 }
 
 /* The tap the kernel routes window (oy, ox)'s dy to: its first maximum (ref/maxpool.inc). */
@@ -506,18 +510,17 @@ static size_t window_argmax64(const anx_layer_desc *l, const double *s, int oy, 
  * may be zero on one side only; E_in (if not NULL, the backward): the golden may route an ambiguous
  * window's dy (and its sparse bound E[i + 1]) to any of the window's candidates (within 2 D of the
  * winner) instead of ours, so each candidate's E_in gains |dy| + E */
-/* vref64_flip_windows: moves the window's dy from its winner (the first tap of value top, as the
- * kernel picks) to its runner-up (the first other tap of the largest other value). */
-static void flip_route(double *dx, const double *s, const anx_layer_desc *l, int oy, int ox, double top, double dy)
+/* vref64_flip_windows: moves the window's dy from its winner (as the kernel picks) to its
+ * runner-up (the first other tap of the largest other value). */
+static void flip_route(double *dx, const double *s, const anx_layer_desc *l, int oy, int ox, double dy)
 {
-    size_t win = SIZE_MAX, run = SIZE_MAX;
+    size_t win = window_argmax64(l, s, oy, ox), run = SIZE_MAX;
     for (int ky = 0; ky < l->kh; ky++)
         for (int kx = 0; kx < l->kw; kx++) {
             size_t at = (size_t)(oy * l->stride + ky) * l->iw + ox * l->stride + kx;
-            if (win == SIZE_MAX && s[at] == top) win = at;
-            else if (run == SIZE_MAX || s[at] > s[run]) run = at;
+            if (at != win && (run == SIZE_MAX || s[at] > s[run])) run = at;
         }
-    if (win == SIZE_MAX || run == SIZE_MAX) return;
+    if (run == SIZE_MAX) return;
     dx[win] -= dy, dx[run] += dy;
 }
 
@@ -535,14 +538,13 @@ static int pool_ambiguous(const run64 *r, int i, int zeros_uncertain, int own, i
         const double *s = x + pl * plane, *g = relu_in ? relu_in + pl * plane : NULL;
         for (int oy = 0; oy < l->oh; oy++)
             for (int ox = 0; ox < l->ow; ox++) {
-                double top, second;
-                window_top2(l, s, oy, ox, &top, &second);
-                if (top - second <= 2 * D && (top != 0.0 || zeros_uncertain || (g && Dr > 0 && window_has_gate(l, g, Dr, oy, ox)))) {
+                double top;
+                if (window_ambiguous(l, s, g, D, Dr, zeros_uncertain, oy, ox, &top)) {
                     amb++;
                     if (zero_unsure) *zero_unsure += fabs(top) <= D;
                     if (E_in) {
                         size_t o = pl * oplane + (size_t)oy * l->ow + ox;
-                        if (vref64_flip_windows) flip_route(r->dx[i] + pl * plane, s, l, oy, ox, top, dy[o]);
+                        if (vref64_flip_windows) flip_route(r->dx[i] + pl * plane, s, l, oy, ox, dy[o]);
                         double add = fabs(dy[o]) + (Ey ? Ey[o] : 0);
                         for (int ky = 0; ky < l->kh; ky++)
                             for (int kx = 0; kx < l->kw; kx++) {
@@ -716,7 +718,27 @@ static void flip_pool(run64 *s, int i, int threads)
     set_E(s, i, e, n);
 }
 
-/* ---- settling a pool's ambiguous windows from the golden's digests ---- */
+/* ---- ref64 against a golden tensor: one stored element, and the float64 digest ---- */
+
+/* The bound on |ref64 - want| for a stored golden element want = f32(y) of PyTorch's y, when
+ * |ref64 - y| <= D:  D + u32 |want| / (1 - u32), plus u |want| for the subtraction done here. */
+static double stored_bound(double D, double want) { return D + (V_U / (1 - V_U) + U64) * fabs(want); }
+
+/* Does the float64 digest of val[n] agree with the golden's (want) when each element differs from
+ * PyTorch's by at most D and those bounds sum to esum?  Then (vdigest_tol) sum and projections
+ * differ by esum, max |x| by D, the sum of squares by min((2 max|x| + D) esum, 2 D sum|x| + n D^2).
+ * 0, or -1 with why. */
+static int digest64_check(const double *val, size_t n, double D, double esum, const double want[VDIGEST_N], char *why,
+                          size_t whylen)
+{
+    double got[VDIGEST_N], tol[VDIGEST_N], sumabs;
+    vdigest_of(got, &sumabs, val, NULL, n);
+    double esq = fmin((2 * got[VDIGEST_MAXABS] + D) * esum, 2 * D * sumabs + (double)n * D * D);
+    vdigest_tol(tol, got, sumabs, esum, D, esq);
+    return vdigest_check(got, want, tol, why, whylen);
+}
+
+/* ---- settling a pool's ambiguous windows from the golden's data ---- */
 
 /* Which way did the golden route an ambiguous window's dy?  Its weight gradient of the conv under
  * the pool says: moving dy to another tap of the window moves one filter's gradient by dy (x at
@@ -748,15 +770,15 @@ static int settle_collect(const run64 *r, int i, settle_win *w, int max)
 {
     const anx_layer_desc *l = &r->m->layers[i];
     size_t plane = (size_t)l->ih * l->iw, oplane = (size_t)l->oh * l->ow;
+    const int own = pool_own_gates(r, i);
     int nw = 0;
     for (size_t pl = 0; pl < (size_t)l->n * l->ic; pl++) {
         double D = d_act(r, i, l, pl * plane);
-        const double *s = r->x[i] + pl * plane;
+        const double *s = r->x[i] + pl * plane, *g = own ? r->x[i - 1] + pl * plane : NULL;
         for (int oy = 0; oy < l->oh; oy++)
             for (int ox = 0; ox < l->ow; ox++) {
-                double top, second;
-                window_top2(l, s, oy, ox, &top, &second);
-                if (!(top - second <= 2 * D && top != 0.0)) continue; /* zeros are exact (settle_possible) */
+                double top;
+                if (!window_ambiguous(l, s, g, D, own ? D : 0, !r->zeros_exact, oy, ox, &top)) continue;
                 if (nw == max || top <= 2 * D) return -1;
                 settle_win *v = &w[nw++];
                 *v = (settle_win){.plane = pl * plane, .out = pl * oplane + (size_t)oy * l->ow + ox, .oy = oy, .ox = ox};
@@ -812,22 +834,18 @@ static int settle_agrees(run64 *s, int i, int c, int p, double *dxp, const vwant
     s->dx[c + 1] = dz, s->Ddx[c + 1] = s->Ddx[i]; /* the ReLU passes D[dy] */
     bwd_weights_bounds(s, c, p, threads);
     const gbound *b = &s->gb[c];
-    const double a = V_U / (1 - V_U), D = s->Dg[p];
+    const double D = s->Dg[p];
     int agrees = 1;
     for (size_t k = 0; k < want->n && agrees; k++) { /* as compare_elements, with the element's own bound */
         size_t at = want->idx ? (size_t)want->idx[k] : k;
-        agrees = fabs(gw[at] - want->val[k]) <= gbound_weight(b, at) + (a + U64) * fabs(want->val[k]);
+        agrees = fabs(gw[at] - want->val[k]) <= stored_bound(gbound_weight(b, at), want->val[k]);
     }
     double esum = 0;
 #pragma omp parallel for reduction(+ : esum) schedule(static)
     for (size_t k = 0; k < nw; k++) esum += gbound_weight(b, k);
     s->dx[c + 1] = NULL, s->Ddx[c + 1] = Dz0, s->Dg[p] = Dg0, s->Dg[p + 1] = Db0;
-    double got[VDIGEST_N], tol[VDIGEST_N], sumabs;
-    vdigest_of(got, &sumabs, gw, NULL, nw);
-    double esq = fmin((2 * got[VDIGEST_MAXABS] + D) * esum, 2 * D * sumabs + (double)nw * D * D);
-    vdigest_tol(tol, got, sumabs, esum, D, esq);
     char why[160];
-    agrees = agrees && vdigest_check(got, digest, tol, why, sizeof why) == 0;
+    agrees = agrees && digest64_check(gw, nw, D, esum, digest, why, sizeof why) == 0;
     free(dz), free(gw), free(gbias);
     return agrees;
 }
@@ -1175,19 +1193,16 @@ static void add_worst(anx_verify_row *row, const vref64_tensor *t, size_t at, do
 }
 
 /* Statistics, verdict and worst elements of a row comparing ref64 (double) with the stored
- * float32 golden values.  An element of the golden is f32(y) of PyTorch's y, so
- *   |ref64 - want| <= |ref64 - y| + |y - f32(y)| <= D + u32 |want| / (1 - u32)
- * plus u|want| for the subtraction done here. */
+ * float32 golden values, each within stored_bound of ref64's element. */
 static void compare_elements(anx_verify_row *row, const vref64_tensor *t, const vwant *w)
 {
-    const double a = V_U / (1 - V_U);
     double num = 0, den = 0, mxw = 0, mxb = 0;
     size_t zeros = 0, bad = 0;
     row->count = w->n;
     for (size_t i = 0; i < w->n; i++) {
         size_t at = w->idx ? (size_t)w->idx[i] : i;
         double got = t->val[at], want = w->val[i], err = fabs(got - want);
-        double bound = t->diff_max + (a + U64) * fabs(want);
+        double bound = stored_bound(t->diff_max, want);
         num += err * err, den += want * want;
         zeros += got == 0.0;
         mxw = fmax(mxw, fabs(want)), mxb = fmax(mxb, bound);
@@ -1206,21 +1221,16 @@ static void compare_elements(anx_verify_row *row, const vref64_tensor *t, const 
                  w->idx ? "sampled" : "", t->diff_max);
 }
 
-/* The float64 digest of the whole ref64 tensor against the golden's: ref64 differs from PyTorch by
- * e_i <= D per element, sum e_i <= diff_sum, so (vdigest_tol): sum and projections diff_sum, max
- * |x| diff_max, sum of squares min((2 max|x| + D) diff_sum, 2 D sum|x| + n D^2). */
+/* The float64 digest of the whole ref64 tensor against the golden's (digest64_check: e_i <= D per
+ * element, sum e_i <= diff_sum). */
 static int check_digest64(const vref64_tensor *t, const vgold *g, char *why, size_t whylen)
 {
-    double want[VDIGEST_N], got[VDIGEST_N], tol[VDIGEST_N], sumabs;
+    double want[VDIGEST_N];
     if (vgold_digest(g, t->key, want)) {
         snprintf(why, whylen, "no float64 digest.%s in the golden file", t->key);
         return -1;
     }
-    vdigest_of(got, &sumabs, t->val, NULL, t->count);
-    double D = t->diff_max, n = (double)t->count;
-    double esq = fmin((2 * got[VDIGEST_MAXABS] + D) * t->diff_sum, 2 * D * sumabs + n * D * D);
-    vdigest_tol(tol, got, sumabs, t->diff_sum, D, esq);
-    return vdigest_check(got, want, tol, why, whylen);
+    return digest64_check(t->val, t->count, t->diff_max, t->diff_sum, want, why, whylen);
 }
 
 typedef struct anchor_call {
